@@ -1,0 +1,53 @@
+# The two README commands are `make run` and `make test`; both create the environment first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test venv lint format train figures bench docker docker-gpu clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch/torchvision first and alone: pip then resolves the rest against the pinned build.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(BIN)/fmnist-serve --host $(HOST) --port $(PORT)
+
+test: venv
+	$(BIN)/ruff check ml service scripts tests
+	$(BIN)/ruff format --check ml service scripts tests
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check ml service scripts tests
+
+format: venv
+	$(BIN)/ruff format ml service scripts tests
+	$(BIN)/ruff check --fix ml service scripts tests
+
+train: venv
+	$(BIN)/fmnist-train --model all
+
+figures: venv
+	$(BIN)/python scripts/make_figures.py
+
+bench: venv
+	$(BIN)/python scripts/bench_serve.py
+
+docker:
+	docker build -t fmnist-service .
+
+docker-gpu:
+	docker build --build-arg TORCH_FLAVOUR=cu130 -t fmnist-service:gpu .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

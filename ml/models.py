@@ -1,0 +1,144 @@
+"""The three architectures. Each takes N x 1 x 28 x 28 images in [0, 1] and preprocesses inside
+`forward`, so training, evaluation and serving cannot disagree about normalisation or padding."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ml.data import PIXEL_MEAN, PIXEL_STD
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    return (x - PIXEL_MEAN) / PIXEL_STD
+
+
+class Classifier(nn.Module):
+    """A convolutional trunk, then a penultimate feature vector, then the logits."""
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class LeNet5(Classifier):
+    """LeNet-5 on 32 x 32 input (28 x 28 zero-padded by 2), with ReLU and max-pooling."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)  # 32 -> 28, pool -> 14
+        self.conv2 = nn.Conv2d(6, 16, 5)  # 14 -> 10, pool -> 5
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        # Pad after normalising so the border is the background value the network sees elsewhere.
+        x = F.pad(_normalise(x), (2, 2, 2, 2), value=-PIXEL_MEAN / PIXEL_STD)
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.fc1(x.flatten(1)))
+        return F.relu(self.fc2(x))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc3(features)
+
+
+def _conv_bn(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class MyNet(Classifier):
+    """conv 32 -> 64 -> 64 (3x3, BatchNorm), max-pool after the first two, fc 4096 -> 128 -> 10."""
+
+    def __init__(self, num_classes: int = 10, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.conv1 = _conv_bn(1, 32)
+        self.conv2 = _conv_bn(32, 64)
+        self.conv3 = _conv_bn(64, 64)
+        self.dropout = nn.Dropout(dropout)
+        self.fc1 = nn.Linear(64 * 7 * 7, 128)
+        self.fc2 = nn.Linear(128, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(self.conv1(_normalise(x)), 2)
+        x = F.max_pool2d(self.conv2(x), 2)
+        x = self.conv3(x).flatten(1)
+        return F.relu(self.fc1(self.dropout(x)))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(features))
+
+
+class ConvVAE(nn.Module):
+    """Convolutional VAE: 3 conv + FC to (mean, log-variance); FC + 3 transposed conv to pixels."""
+
+    def __init__(self, latent_dim: int = 32) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 32, 4, stride=2, padding=1),  # 28 -> 14
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(32, 64, 4, stride=2, padding=1),  # 14 -> 7
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(64, 128, 3, padding=1),  # 7 -> 7
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+        )
+        self.to_mean = nn.Linear(128 * 7 * 7, latent_dim)
+        self.to_log_variance = nn.Linear(128 * 7 * 7, latent_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, 128 * 7 * 7),
+            nn.LeakyReLU(0.2),
+            nn.Unflatten(1, (128, 7, 7)),
+            nn.ConvTranspose2d(128, 64, 3, padding=1),  # 7 -> 7
+            nn.LeakyReLU(0.2),
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),  # 7 -> 14
+            nn.LeakyReLU(0.2),
+            nn.ConvTranspose2d(32, 1, 4, stride=2, padding=1),  # 14 -> 28
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.to_mean(h), self.to_log_variance(h)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decode_logits(z))
+
+    @staticmethod
+    def reparameterise(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
+        return mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mean, log_variance = self.encode(x)
+        return self.decode(self.reparameterise(mean, log_variance)), mean, log_variance
+
+
+def kl_to_standard_normal(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(log_variance)) || N(0, I)) per image, in nats."""
+    return -0.5 * (1 + log_variance - mean.pow(2) - log_variance.exp()).sum(1)
+
+
+def vae_loss_terms(
+    logits: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_variance: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image BCE (summed over the 784 pixels) and KL, in nats.
+
+    BCE is computed from the decoder's logits rather than its sigmoid output: same value,
+    no saturation at 0 or 1.
+    """
+    bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    return bce, kl_to_standard_normal(mean, log_variance)

@@ -1,0 +1,90 @@
+"""The one table of models: name -> constructor, kind and default training recipe.
+
+A new model is one constructor and one entry here; the trainer, the evaluator, the figures and
+the service all look models up through `get_spec`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from torch import nn
+
+from ml.models import ConvVAE, LeNet5, MyNet
+
+Kind = Literal["classifier", "autoencoder"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Default training hyper-parameters, chosen on the validation split."""
+
+    epochs: int
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    augmentations: tuple[str, ...] = ()  # names from ml.augment.AUGMENTATIONS, applied in order
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kind: Kind
+    build: Callable[..., nn.Module]
+    recipe: Recipe
+    hyper_parameters: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def create(self) -> nn.Module:
+        return self.build(**self.hyper_parameters)
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="lenet",
+            kind="classifier",
+            build=LeNet5,
+            recipe=Recipe(
+                epochs=40, lr=3e-3, weight_decay=0.01, label_smoothing=0.05,
+                augmentations=("flip", "shift"),
+            ),
+            description="LeNet-5 on 32x32 input: conv 6@5x5, pool, conv 16@5x5, pool, fc 120-84-10",
+        ),
+        ModelSpec(
+            name="mynet",
+            kind="classifier",
+            build=MyNet,
+            recipe=Recipe(
+                epochs=35, lr=3e-3, weight_decay=0.05, label_smoothing=0.1,
+                augmentations=("flip", "shift", "erase"),
+            ),
+            hyper_parameters={"dropout": 0.3},
+            description="conv 32-64-64 (3x3, BatchNorm), 2 max-pools, fc 4096-128-10 with dropout",
+        ),
+        ModelSpec(
+            name="vae",
+            kind="autoencoder",
+            build=ConvVAE,
+            recipe=Recipe(epochs=30, lr=1e-3),
+            hyper_parameters={"latent_dim": 32},
+            description="convolutional VAE, 3 conv + FC encoder, FC + 3 transposed-conv decoder",
+        ),
+    )
+}
+
+
+class UnknownModelError(KeyError):
+    def __str__(self) -> str:
+        return f"unknown model {self.args[0]!r}; known models: {', '.join(MODELS)}"
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise UnknownModelError(name) from None
