@@ -18,7 +18,9 @@ def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2
     padded = F.pad(x, (max_shift,) * 4)
     dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
     dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(n, 1, h, w + 2 * max_shift)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(
+        n, 1, h, w + 2 * max_shift
+    )
     cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, 1, h, w)
     return padded.gather(2, rows).gather(3, cols)
 
@@ -43,7 +45,9 @@ def random_erase(
 AUGMENTATIONS = {"flip": random_flip, "shift": random_shift, "erase": random_erase}
 
 
-def augment_batch(x: torch.Tensor, names: tuple[str, ...], generator: torch.Generator) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, names: tuple[str, ...], generator: torch.Generator
+) -> torch.Tensor:
     for name in names:
         x = AUGMENTATIONS[name](x, generator)
     return x

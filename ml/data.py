@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ CLASS_NAMES: tuple[str, ...] = (
     "Ankle boot",
 )
 IMAGE_SIZE = 28
-# Mean and standard deviation of the training images' pixels in [0, 1]; models apply them in forward.
+# Mean and standard deviation of the training pixels in [0, 1]; models apply them in forward.
 PIXEL_MEAN = 0.2860
 PIXEL_STD = 0.3530
 
@@ -75,7 +76,7 @@ def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (optionally gzip-compressed) of unsigned bytes, validating its header."""
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise DatasetError(f"cannot read {path}: {exc}") from exc
     if len(raw) < 8:
         raise DatasetError(f"{path} is too short to be an IDX file ({len(raw)} bytes)")
@@ -102,7 +103,11 @@ def _find_file(folder: Path, stem: str) -> Path | None:
 
 
 def _has_dataset(folder: Path) -> bool:
-    return all(_find_file(folder, stem) for images, labels, _ in _FILES.values() for stem in (images, labels))
+    return all(
+        _find_file(folder, stem)
+        for images, labels, _ in _FILES.values()
+        for stem in (images, labels)
+    )
 
 
 def candidate_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -139,9 +144,13 @@ def load_split(folder: Path, split: str) -> Split:
     images = read_idx(_find_file(folder, images_stem) or folder / images_stem)
     labels = read_idx(_find_file(folder, labels_stem) or folder / labels_stem)
     if images.shape != (count, IMAGE_SIZE, IMAGE_SIZE):
-        raise DatasetError(f"{split} images in {folder} have shape {images.shape}, expected ({count}, 28, 28)")
+        raise DatasetError(
+            f"{split} images in {folder} have shape {images.shape}, expected ({count}, 28, 28)"
+        )
     if labels.shape != (count,):
-        raise DatasetError(f"{split} labels in {folder} have shape {labels.shape}, expected ({count},)")
+        raise DatasetError(
+            f"{split} labels in {folder} have shape {labels.shape}, expected ({count},)"
+        )
     if labels.max() >= len(CLASS_NAMES):
         raise DatasetError(f"{split} labels in {folder} go up to {labels.max()}, expected 0-9")
     return Split(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))

@@ -18,7 +18,8 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(
-                f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+                f"device {name!r} requested but there are only "
+                f"{torch.cuda.device_count()} CUDA device(s)"
             )
     elif device.type != "cpu":
         raise ValueError(f"unsupported device {name!r}: use auto, cpu, cuda or cuda:N")

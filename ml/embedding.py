@@ -24,9 +24,11 @@ def layers_of(model: nn.Module) -> tuple[str, ...]:
 
 
 def embed(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
-    """The vectors of `layer` for float images `x`: penultimate features, logits or VAE latent mean."""
+    """Vectors of `layer` for float images `x`: penultimate features, logits or VAE latent mean."""
     if layer not in layers_of(model):
-        raise ValueError(f"layer {layer!r} not available; choose from {', '.join(layers_of(model))}")
+        raise ValueError(
+            f"layer {layer!r} not available; choose from {', '.join(layers_of(model))}"
+        )
     if isinstance(model, ConvVAE):
         return model.encode(x)[0]
     assert isinstance(model, Classifier)

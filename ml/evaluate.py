@@ -22,7 +22,7 @@ def batched(fn, images: torch.Tensor, device: torch.device, batch_size: int = 10
 
 
 def classifier_metrics(model: nn.Module, split: Split, device: torch.device) -> dict[str, Any]:
-    """Loss, accuracy, per-class accuracy and the confusion matrix (rows: true, columns: predicted)."""
+    """Loss, accuracy, per-class accuracy and confusion matrix (rows: true, columns: predicted)."""
     model.eval()
     logits = batched(model, split.images, device)
     loss = nn.functional.cross_entropy(logits, split.labels).item()
@@ -57,4 +57,9 @@ def vae_metrics(
             bce, kl = vae_loss_terms(model.decode_logits(z), x, mean, log_variance)
             totals += torch.stack([bce.sum(), kl.sum()]).double().cpu()
     bce, kl = (totals / len(split)).tolist()
-    return {"bce": round(bce, 3), "kl": round(kl, 3), "loss": round(bce + kl, 3), "count": len(split)}
+    return {
+        "bce": round(bce, 3),
+        "kl": round(kl, 3),
+        "loss": round(bce + kl, 3),
+        "count": len(split),
+    }

@@ -50,7 +50,10 @@ MODELS: dict[str, ModelSpec] = {
             kind="classifier",
             build=LeNet5,
             recipe=Recipe(
-                epochs=40, lr=3e-3, weight_decay=0.01, label_smoothing=0.05,
+                epochs=40,
+                lr=3e-3,
+                weight_decay=0.01,
+                label_smoothing=0.05,
                 augmentations=("flip", "shift"),
             ),
             description="LeNet-5 on 32x32 input: conv 6@5x5, pool, conv 16@5x5, pool, fc 120-84-10",
@@ -60,7 +63,10 @@ MODELS: dict[str, ModelSpec] = {
             kind="classifier",
             build=MyNet,
             recipe=Recipe(
-                epochs=35, lr=3e-3, weight_decay=0.05, label_smoothing=0.1,
+                epochs=35,
+                lr=3e-3,
+                weight_decay=0.05,
+                label_smoothing=0.1,
                 augmentations=("flip", "shift", "erase"),
             ),
             hyper_parameters={"dropout": 0.3},

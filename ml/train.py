@@ -1,7 +1,7 @@
 """The batch script: train any or all models, write checkpoints + cards, draw the figures.
 
-    fmnist-train --model all            # the shipped checkpoints (see README for the recorded run)
-    fmnist-train --model lenet --quick  # smoke run: small subset, one epoch, into runs/quick/
+fmnist-train --model all            # the shipped checkpoints (see README for the recorded run)
+fmnist-train --model lenet --quick  # smoke run: small subset, one epoch, into runs/quick/
 """
 
 from __future__ import annotations
@@ -23,8 +23,16 @@ from tqdm import tqdm
 
 from ml.augment import augment_batch
 from ml.checkpoint import save_checkpoint
-from ml.data import CLASS_NAMES, PIXEL_MEAN, PIXEL_STD, DatasetError, FashionMNIST, Split
-from ml.data import load_fashion_mnist, to_float
+from ml.data import (
+    CLASS_NAMES,
+    PIXEL_MEAN,
+    PIXEL_STD,
+    DatasetError,
+    FashionMNIST,
+    Split,
+    load_fashion_mnist,
+    to_float,
+)
 from ml.devices import resolve_device
 from ml.embedding import embed, fit_pca_map, layers_of
 from ml.evaluate import batched, classifier_metrics, vae_metrics
@@ -72,8 +80,12 @@ def train_epoch(
     total_loss, correct, seen = 0.0, 0, 0
     n_batches = -(-len(train) // recipe.batch_size)
     progress = tqdm(
-        batches(train, recipe.batch_size, generator), total=n_batches, desc=description,
-        leave=False, file=sys.stderr, dynamic_ncols=True,
+        batches(train, recipe.batch_size, generator),
+        total=n_batches,
+        desc=description,
+        leave=False,
+        file=sys.stderr,
+        dynamic_ncols=True,
     )
     for x, y in progress:
         x = augment_batch(x, recipe.augmentations, generator)
@@ -100,7 +112,9 @@ def train_epoch(
     return metrics
 
 
-def validate(spec: ModelSpec, model: nn.Module, split: Split, device: torch.device) -> dict[str, float]:
+def validate(
+    spec: ModelSpec, model: nn.Module, split: Split, device: torch.device
+) -> dict[str, float]:
     if spec.kind == "classifier":
         m = classifier_metrics(model, split, device)
         return {"val_loss": m["loss"], "val_accuracy": m["accuracy"]}
@@ -135,7 +149,9 @@ def train_model(
     generator = torch.Generator().manual_seed(options.seed)
     device = options.device
     model = spec.create().to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+    )
     steps_per_epoch = -(-len(data.train) // recipe.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch
@@ -148,7 +164,14 @@ def train_model(
         epoch_start = time.perf_counter()
         row: dict[str, float] = {"epoch": epoch}
         row |= train_epoch(
-            spec, model, data.train, optimizer, scheduler, recipe, generator, device,
+            spec,
+            model,
+            data.train,
+            optimizer,
+            scheduler,
+            recipe,
+            generator,
+            device,
             f"{spec.name} {epoch}/{recipe.epochs}",
         )
         row |= validate(spec, model, data.val, device)
@@ -195,8 +218,12 @@ def train_model(
             "device": str(device),
             "threads": torch.get_num_threads(),
             "seconds": round(train_seconds, 1),
-            "data": {"source": str(data.source), "train": len(data.train), "val": len(data.val),
-                     "test": len(data.test)},
+            "data": {
+                "source": str(data.source),
+                "train": len(data.train),
+                "val": len(data.val),
+                "test": len(data.test),
+            },
         },
         "history": history,
         "metrics": metrics,
@@ -243,8 +270,11 @@ def quick_subset(data: FashionMNIST, seed: int) -> FashionMNIST:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="fmnist-train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="fmnist-train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", default="all", choices=["all", *MODELS])
     parser.add_argument("--epochs", type=int, help="default: the model's recipe")
     parser.add_argument("--batch-size", type=int, help="default: the model's recipe")
@@ -253,12 +283,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--data-dir", help="folder with the four IDX files (or FMNIST_DATA_DIR)")
-    parser.add_argument("--download", action="store_true", help="let torchvision fetch the data into ./data")
+    parser.add_argument(
+        "--download", action="store_true", help="let torchvision fetch the data into ./data"
+    )
     parser.add_argument("--out", type=Path, help="checkpoint folder (default checkpoints/)")
     parser.add_argument("--reports", type=Path, help="figure folder (default reports/)")
     parser.add_argument("--no-figures", action="store_true", help="skip drawing the figures")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2,000 training images, one epoch, into runs/quick/")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 2,000 training images, one epoch, into runs/quick/",
+    )
     return parser.parse_args(argv)
 
 
@@ -278,22 +313,36 @@ def main(argv: list[str] | None = None) -> int:
     options = RunOptions(
         seed=args.seed,
         device=device,
-        checkpoint_dir=args.out or (quick_root / "checkpoints" if args.quick else Path("checkpoints")),
+        checkpoint_dir=args.out
+        or (quick_root / "checkpoints" if args.quick else Path("checkpoints")),
         reports_dir=args.reports or (quick_root / "reports" if args.quick else Path("reports")),
         figures=not args.no_figures,
         command=shlex.join(["fmnist-train", *(sys.argv[1:] if argv is None else argv)]),
     )
-    print(f"data: {data.source} (train {len(data.train)}, val {len(data.val)}, test {len(data.test)})"
-          f"; device {device}; threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"data: {data.source} (train {len(data.train)}, val {len(data.val)}, test {len(data.test)})"
+        f"; device {device}; threads {torch.get_num_threads()}",
+        flush=True,
+    )
     names = list(MODELS) if args.model == "all" else [args.model]
     cards = []
     for name in names:
         spec = get_spec(name)
-        overrides = {k: v for k, v in (("epochs", 1 if args.quick else args.epochs),
-                                       ("batch_size", args.batch_size), ("lr", args.lr)) if v}
+        overrides = {
+            k: v
+            for k, v in (
+                ("epochs", 1 if args.quick else args.epochs),
+                ("batch_size", args.batch_size),
+                ("lr", args.lr),
+            )
+            if v
+        }
         cards.append(train_model(spec, data, replace(spec.recipe, **overrides), options))
-    print("\n".join(["", "model     parameters  best epoch  train time  result",
-                     *map(summary_row, cards)]))
+    print(
+        "\n".join(
+            ["", "model     parameters  best epoch  train time  result", *map(summary_row, cards)]
+        )
+    )
     return 0
 
 

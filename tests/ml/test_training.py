@@ -1,0 +1,113 @@
+"""Quick-mode training runs on a synthetic dataset: checkpoints, cards, reloading, figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from ml.checkpoint import CheckpointError, load_model
+from ml.data import load_fashion_mnist, to_float
+from ml.embedding import embed, project
+from ml.train import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick_run(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("quick")
+    argv = ["--model", "all", "--quick", "--seed", "3", "--data-dir", str(synthetic_dataset)]
+    argv += ["--out", str(out / "checkpoints"), "--reports", str(out / "reports")]
+    assert main(argv) == 0
+    return out, argv
+
+
+@pytest.mark.parametrize("name", ["lenet", "mynet", "vae"])
+def test_card_records_how_and_how_well(quick_run, name: str) -> None:
+    out, argv = quick_run
+    card = json.loads((out / "checkpoints" / f"{name}.json").read_text())
+    assert card["training"]["command"].split()[1:] == argv
+    assert card["training"]["seed"] == 3
+    assert len(card["history"]) == 1 and card["history"][0]["epoch"] == 1
+    assert len(card["weights"]["sha256"]) == 64
+    test = card["metrics"]["test"]
+    if card["kind"] == "classifier":
+        assert len(test["confusion_matrix"]) == 10
+        assert sum(map(sum, test["confusion_matrix"])) == test["count"] == 1_000
+        # The synthetic classes are trivially separable: even one small epoch learns them.
+        assert test["accuracy"] > 0.5
+    else:
+        assert test["kl"] > 0 and test["loss"] == pytest.approx(test["bce"] + test["kl"], abs=0.01)
+
+
+@pytest.mark.parametrize("name", ["lenet", "mynet", "vae"])
+def test_reloaded_checkpoint_gives_identical_outputs(quick_run, synthetic_dataset, name) -> None:
+    out, _ = quick_run
+    model, card = load_model(name, out / "checkpoints")
+    again, _ = load_model(name, out / "checkpoints")
+    x = to_float(load_fashion_mnist(synthetic_dataset).test.images[:16])
+    layer = "latent" if card["kind"] == "autoencoder" else "logits"
+    with torch.inference_mode():
+        first, second = embed(model, x, layer), embed(again, x, layer)
+    assert torch.equal(first, second)
+    # The stored PCA map projects new vectors to finite 2-D points.
+    xy = project(first.numpy(), card["embedding_maps"][layer])
+    assert xy.shape == (16, 2) and torch.isfinite(torch.from_numpy(xy)).all()
+
+
+def test_tampered_weights_are_refused(quick_run, tmp_path: Path) -> None:
+    out, _ = quick_run
+    for suffix in (".safetensors", ".json"):
+        (tmp_path / f"lenet{suffix}").write_bytes(
+            (out / "checkpoints" / f"lenet{suffix}").read_bytes()
+        )
+    weights = tmp_path / "lenet.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_model("lenet", tmp_path)
+
+
+def test_same_seed_same_weights(quick_run, synthetic_dataset: Path, tmp_path: Path) -> None:
+    out, _ = quick_run
+    argv = ["--model", "lenet", "--quick", "--seed", "3", "--data-dir", str(synthetic_dataset)]
+    assert main([*argv, "--out", str(tmp_path), "--no-figures"]) == 0
+    first = json.loads((out / "checkpoints" / "lenet.json").read_text())
+    second = json.loads((tmp_path / "lenet.json").read_text())
+    assert first["weights"]["sha256"] == second["weights"]["sha256"]
+
+
+@pytest.mark.parametrize(
+    "figure",
+    [
+        *(
+            f"{m}_{f}"
+            for m in ("lenet", "mynet")
+            for f in ("curves", "pca", "tsne", "confusion", "mistakes")
+        ),
+        *(
+            f"vae_{f}"
+            for f in (
+                "curves",
+                "reconstructions",
+                "interpolations",
+                "samples",
+                "latent_tsne",
+                "latent_pca",
+            )
+        ),
+    ],
+)
+def test_figures_are_valid_pngs(quick_run, figure: str) -> None:
+    out, _ = quick_run
+    path = out / "reports" / f"{figure}.png"
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.width > 300 and image.height > 150
