@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv lint format train figures bench docker docker-gpu clean
+.PHONY: run test venv system-deps lint format train figures bench docker docker-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,21 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 venv: $(VENV)/.installed
 
+# The real dataset (the shipped checkpoints are re-evaluated on it) and nginx (load-balancer
+# test), from Debian packages when they are missing and apt-get can be used.
+system-deps:
+	@if [ -d /usr/share/datasets/fashion-mnist ] && [ -x /usr/sbin/nginx ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    dataset-fashion-mnist nginx >/dev/null; \
+	else \
+	  echo "note: install the Debian packages dataset-fashion-mnist and nginx for the full suite"; \
+	fi
+
 run: venv
 	$(BIN)/fmnist-serve --host $(HOST) --port $(PORT)
 
-test: venv
+test: venv system-deps
 	$(BIN)/ruff check ml service scripts tests
 	$(BIN)/ruff format --check ml service scripts tests
 	$(BIN)/python -m pytest

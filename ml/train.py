@@ -338,11 +338,12 @@ def main(argv: list[str] | None = None) -> int:
             if v
         }
         cards.append(train_model(spec, data, replace(spec.recipe, **overrides), options))
-    print(
-        "\n".join(
-            ["", "model     parameters  best epoch  train time  result", *map(summary_row, cards)]
-        )
-    )
+    if options.figures:
+        from ml.report import load_cards, write_reports_readme
+
+        write_reports_readme(load_cards(options.checkpoint_dir), options.reports_dir / "README.md")
+    print("\nsummary (best validation epoch, evaluated on the test set):")
+    print("\n".join(map(summary_row, cards)))
     return 0
 
 
