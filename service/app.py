@@ -1,0 +1,67 @@
+"""The app factory: `create_app(settings)`; `app` is the one `uvicorn service.app:app` serves.
+
+Creating the app loads nothing: models are loaded, verified and warmed in the lifespan, so
+importing this module is cheap and start-up errors surface when the server starts.
+"""
+
+from __future__ import annotations
+
+import logging.config
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.errors import install_error_handlers
+from service.logs import logging_config
+from service.metrics import Metrics
+from service.middleware import BodySizeLimit, InstanceIdHeader, RequestMetrics
+from service.routes import ROUTERS
+from service.runtime import Runtime
+from service.settings import Settings
+
+DESCRIPTION = """\
+LeNet-5, MyNet and a convolutional VAE trained on Fashion-MNIST.
+
+Image endpoints take images as multipart `file` fields, a raw image body, or JSON
+(`{"images": [base64, ...]}` or `{"pixels": [28x28 array, ...]}`). Any format, size or mode
+Pillow reads is converted to a light-on-dark 28x28 grayscale image. Responses are JSON, or PNG
+with `Accept: image/png` or `?format=png`. Errors are always
+`{"error": {"code": "...", "message": "..."}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    # The service's own loggers; `fmnist-serve` formats uvicorn's the same way.
+    logging.config.dictConfig(logging_config(settings.log_format, loggers=("service",)))
+    metrics = Metrics()
+    runtime = Runtime(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="Fashion-MNIST model service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    # Last added runs first: the instance header wraps everything, metrics see every status.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(InstanceIdHeader, instance_id=settings.instance_id)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,164 @@
+"""A dynamic batcher: concurrent requests for one model operation share one forward pass.
+
+Requests put their images in a queue and await a future. A single loop task takes the oldest
+request, waits until the batch is full or the oldest request has waited `max_wait_s`, then runs
+the whole batch in the model's worker thread, so the event loop never blocks on inference.
+Requests that queued while a batch was running have already waited, so they go at once.
+The queue is bounded in images; past the bound, requests are refused with `Overloaded` (503 with
+Retry-After) instead of waiting without limit. A request into an empty queue is always taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import torch
+
+from service.errors import NotReady, Overloaded
+from service.metrics import Metrics
+
+BatchFn = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+"""Inputs stacked along dim 0 -> outputs, each with the same first dimension as the inputs."""
+
+
+@dataclass
+class _Job:
+    inputs: torch.Tensor
+    future: asyncio.Future[tuple[torch.Tensor, ...]]
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+
+class Batcher:
+    def __init__(
+        self,
+        model: str,
+        op: str,
+        fn: BatchFn,
+        executor: Executor,
+        metrics: Metrics,
+        max_batch: int,
+        max_wait_s: float,
+        max_queue: int,
+    ) -> None:
+        self.model, self.op = model, op
+        self.fn = fn  # public so that a test can slow it down
+        self.max_batch, self.max_wait_s, self.max_queue = max_batch, max_wait_s, max_queue
+        self._executor = executor
+        self._metrics = metrics
+        self._jobs: deque[_Job] = deque()
+        self._queued_images = 0
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def queued_images(self) -> int:
+        return self._queued_images
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._serve(), name=f"batcher {self.model}/{self.op}"
+        )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        while self._jobs:
+            self._fail(self._jobs.popleft(), NotReady("the service is shutting down"))
+        self._set_queued(0)
+
+    async def submit(self, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Run `fn` on `inputs` as part of some batch; returns this request's slice of outputs."""
+        if not self.running:
+            raise NotReady(f"{self.model}/{self.op} is not running")
+        count = len(inputs)
+        if self._queued_images and self._queued_images + count > self.max_queue:
+            raise Overloaded(
+                f"queue for {self.model}/{self.op} is full "
+                f"({self._queued_images} images waiting); retry later"
+            )
+        loop = asyncio.get_running_loop()
+        futures = []
+        for chunk in inputs.split(self.max_batch):
+            job = _Job(chunk, loop.create_future())
+            self._jobs.append(job)
+            futures.append(job.future)
+        self._set_queued(self._queued_images + count)
+        self._arrived.set()
+        results = await asyncio.gather(*futures)
+        if len(results) == 1:
+            return results[0]
+        return tuple(torch.cat(parts) for parts in zip(*results, strict=True))
+
+    async def _serve(self) -> None:
+        while True:
+            await self._wait_for_batch()
+            jobs = self._take()
+            if jobs:
+                await self._run(jobs)
+
+    async def _wait_for_batch(self) -> None:
+        """Until a job is queued, then until the batch is full or the oldest job's wait is up."""
+        while not self._jobs:
+            self._arrived.clear()
+            await self._arrived.wait()
+        deadline = self._jobs[0].enqueued_at + self.max_wait_s
+        while self._queued_images < self.max_batch:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+
+    def _take(self) -> list[_Job]:
+        """The oldest jobs that fit in one batch, skipping those whose client went away."""
+        jobs: list[_Job] = []
+        size = taken = 0
+        while self._jobs and size + len(self._jobs[0].inputs) <= self.max_batch:
+            job = self._jobs.popleft()
+            taken += len(job.inputs)
+            if not job.future.done():
+                jobs.append(job)
+                size += len(job.inputs)
+        self._set_queued(self._queued_images - taken)
+        return jobs
+
+    async def _run(self, jobs: list[_Job]) -> None:
+        inputs = torch.cat([job.inputs for job in jobs])
+        started = time.perf_counter()
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.fn, inputs
+            )
+        except Exception as exc:
+            for job in jobs:
+                self._fail(job, exc)
+            return
+        self._metrics.observe_batch(self.model, self.op, len(inputs), time.perf_counter() - started)
+        start = 0
+        for job in jobs:
+            end = start + len(job.inputs)
+            if not job.future.done():
+                job.future.set_result(tuple(output[start:end] for output in outputs))
+            start = end
+
+    def _set_queued(self, images: int) -> None:
+        self._queued_images = images
+        self._metrics.queue_depth.labels(self.model, self.op).set(images)
+
+    @staticmethod
+    def _fail(job: _Job, exc: BaseException) -> None:
+        if not job.future.done():
+            job.future.set_exception(exc)

@@ -1,0 +1,90 @@
+"""What routes share: the runtime, the API-key check, and the common query parameters."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, Query, Request, Response, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from service.errors import Unauthorized, error_responses
+from service.imaging import InvertMode
+from service.runtime import Runtime
+from service.schemas import PNG_RESPONSE
+
+_bearer = HTTPBearer(auto_error=False, description="the API key as a bearer token")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def require_api_key(
+    runtime: RuntimeDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    header_key: Annotated[str | None, Security(_api_key_header)],
+) -> None:
+    """When FMNIST_API_KEY is set, the request must carry it (compared in constant time)."""
+    expected = runtime.settings.api_key
+    if expected is None:
+        return
+    supplied = bearer.credentials if bearer else header_key
+    if not supplied:
+        raise Unauthorized("missing API key: send `Authorization: Bearer <key>` or `X-API-Key`")
+    if not hmac.compare_digest(supplied.encode(), expected.get_secret_value().encode()):
+        raise Unauthorized("invalid API key")
+
+
+InvertQuery = Annotated[
+    InvertMode,
+    Query(
+        description="invert the image: auto (when its background is light), true or false",
+    ),
+]
+FormatQuery = Annotated[
+    Literal["json", "png"] | None,
+    Query(alias="format", description="response format; overrides the Accept header"),
+]
+ScaleQuery = Annotated[int, Query(ge=1, le=16, description="PNG upscaling factor (nearest)")]
+
+
+def wants_png(request: Request, output_format: str | None) -> bool:
+    """`?format=` if given, else whichever of JSON and PNG the Accept header prefers (JSON on
+    a tie, a missing header or `*/*`)."""
+    if output_format is not None:
+        return output_format == "png"
+    quality = {"application/json": 0.0, "image/png": 0.0}
+    for part in request.headers.get("accept", "").split(","):
+        media, *params = (piece.strip().lower() for piece in part.split(";"))
+        q = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        for candidate in quality:
+            if media in (candidate, candidate.split("/")[0] + "/*", "*/*"):
+                quality[candidate] = max(quality[candidate], q)
+    return quality["image/png"] > quality["application/json"]
+
+
+def png_response(png: bytes) -> Response:
+    return Response(png, media_type="image/png")
+
+
+def image_route_responses(png_description: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses of a route that takes images: JSON or PNG, and every error it can give."""
+    return {
+        200: {"description": f"JSON as below, or PNG: {png_description}", **PNG_RESPONSE},
+        **error_responses(400, 401, 413, 415, 422, 503),
+    }
+
+
+def model_query(default: str, choices: str) -> Any:
+    return Query(description=f"which loaded model: {choices}", examples=[default])

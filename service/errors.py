@@ -1,0 +1,179 @@
+"""Typed errors and the one place that turns them, and every other failure, into responses.
+
+Every error leaves the service as `{"error": {"code": ..., "message": ...}}` with a fitting
+status; route code raises `ServiceError` subclasses and never builds error responses itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.schemas import ErrorResponse
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """An error a client can act on; `status` and `code` are fixed per subclass."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    headers: dict[str, str] | None = None
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers
+
+
+class InvalidImage(ServiceError):
+    status, code = 400, "invalid_image"
+
+
+class InvalidPixels(ServiceError):
+    status, code = 400, "invalid_pixels"
+
+
+class InvalidJSON(ServiceError):
+    status, code = 400, "invalid_json"
+
+
+class NoImages(ServiceError):
+    status, code = 400, "no_images"
+
+
+class Unauthorized(ServiceError):
+    status, code = 401, "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(ServiceError):
+    status, code = 405, "method_not_allowed"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code = 413, "payload_too_large"
+
+
+class ImageTooLarge(ServiceError):
+    status, code = 413, "image_too_large"
+
+
+class TooManyImages(ServiceError):
+    status, code = 413, "too_many_images"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, code = 415, "unsupported_media_type"
+
+
+class InvalidParameter(ServiceError):
+    status, code = 422, "invalid_parameter"
+
+
+class UnknownModel(ServiceError):
+    status, code = 422, "unknown_model"
+
+
+class NotReady(ServiceError):
+    status, code = 503, "not_ready"
+
+
+class Overloaded(ServiceError):
+    status, code = 503, "overloaded"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(error: ServiceError) -> JSONResponse:
+    return JSONResponse(error_body(error.code, error.message), error.status, error.headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for problem in exc.errors():
+        where = ".".join(str(part) for part in problem.get("loc", ()))
+        parts.append(f"{where}: {problem.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+async def _on_service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return error_response(exc)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(InvalidParameter(_validation_message(exc)))
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own 404 / 405 (no such route, wrong method), in our shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return error_response(NotFound(f"no route {request.url.path}; see /docs"))
+    if exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+        return error_response(MethodNotAllowed(message, headers=dict(exc.headers or {})))
+    return JSONResponse(error_body("http_error", str(exc.detail)), exc.status_code, exc.headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    response = error_response(ServiceError("internal error; the request was not completed"))
+    # This handler runs outside the app's middleware, so it adds the instance header itself.
+    response.headers["X-Instance-Id"] = request.app.state.settings.instance_id
+    return response
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _on_service_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+# OpenAPI: one documented example per status, so every route can list its error responses.
+_EXAMPLES: dict[int, tuple[str, type[ServiceError], str]] = {
+    400: ("Bad image or body", InvalidImage, "file 1: not an image Pillow can read"),
+    401: ("API key missing or wrong", Unauthorized, "missing or invalid API key"),
+    404: ("Not found", NotFound, "model 'resnet' is not loaded; loaded: lenet, mynet, vae"),
+    413: ("Too large", PayloadTooLarge, "request body exceeds 10485760 bytes"),
+    415: ("Unsupported content type", UnsupportedMediaType, "unsupported content type text/plain"),
+    422: (
+        "Bad parameter",
+        InvalidParameter,
+        "query.top_k: Input should be less than or equal to 10",
+    ),
+    503: ("Not ready or overloaded", Overloaded, "queue for mynet/classify is full; retry later"),
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the given statuses, in the shared error shape."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        description, error_type, message = _EXAMPLES[status]
+        responses[status] = {
+            "model": ErrorResponse,
+            "description": description,
+            "content": {"application/json": {"example": error_body(error_type.code, message)}},
+        }
+    return responses

@@ -1,0 +1,131 @@
+"""Image in, model input out: any picture Pillow reads becomes one 28x28 float array in [0, 1],
+a light garment on a dark background like Fashion-MNIST. And PNG encoding for responses.
+
+The steps: open (header only) and refuse oversized images before any pixel is decoded; decode
+the first frame and apply EXIF rotation; flatten transparency onto white; convert to grayscale
+(16-bit kept at full precision); invert when the border is light (`invert=auto`) or when told
+to; scale the longest side to 28 keeping the aspect ratio; centre it on the background value.
+An image that is already 28x28 is not resampled, so dataset images round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ml.data import IMAGE_SIZE
+from service.errors import ImageTooLarge, InvalidImage, InvalidPixels
+
+InvertMode = Literal["auto", "true", "false"]
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
+
+
+def decode(data: bytes, invert: InvertMode, max_pixels: int, what: str = "image") -> np.ndarray:
+    """An encoded image file -> 28x28 float32 in [0, 1]. `what` names it in error messages."""
+    return prepare(_grayscale(_open(data, max_pixels, what)), invert)
+
+
+def from_pixels(pixels: object, invert: InvertMode, what: str = "pixels") -> np.ndarray:
+    """A 28x28 nested list of ints 0-255 or floats 0-1 -> 28x28 float32 in [0, 1]."""
+    try:
+        array = np.asarray(pixels)
+    except ValueError:  # ragged nesting
+        raise InvalidPixels(f"{what}: must be a 28x28 array of numbers") from None
+    if array.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        raise InvalidPixels(f"{what}: shape is {list(array.shape)}, expected [28, 28]")
+    if array.dtype.kind in "iu":
+        if array.min() < 0 or array.max() > 255:
+            raise InvalidPixels(f"{what}: integer pixels must be in 0-255")
+        gray = array.astype(np.float32) / 255.0
+    elif array.dtype.kind == "f":
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise InvalidPixels(f"{what}: float pixels must be in 0-1 (or send integers 0-255)")
+        gray = array.astype(np.float32)
+    else:
+        raise InvalidPixels(f"{what}: pixels must be numbers")
+    return prepare(gray, invert)
+
+
+def prepare(gray: np.ndarray, invert: InvertMode) -> np.ndarray:
+    """Grayscale float H x W in [0, 1] -> inverted as asked, fitted into 28x28."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = float(np.median(border))
+    if invert == "true" or (invert == "auto" and background > 0.5):
+        gray, background = 1.0 - gray, 1.0 - background
+    height, width = gray.shape
+    if (height, width) == (IMAGE_SIZE, IMAGE_SIZE):
+        return gray.astype(np.float32)
+    scale = IMAGE_SIZE / max(height, width)
+    new_height, new_width = max(1, round(height * scale)), max(1, round(width * scale))
+    resized = Image.fromarray(gray.astype(np.float32)).resize(
+        (new_width, new_height), Image.Resampling.LANCZOS
+    )
+    canvas = np.full((IMAGE_SIZE, IMAGE_SIZE), background, dtype=np.float32)
+    top, left = (IMAGE_SIZE - new_height) // 2, (IMAGE_SIZE - new_width) // 2
+    canvas[top : top + new_height, left : left + new_width] = np.asarray(resized)
+    return np.clip(canvas, 0.0, 1.0)
+
+
+def _open(data: bytes, max_pixels: int, what: str) -> Image.Image:
+    if not data:
+        raise InvalidImage(f"{what}: empty file")
+    try:
+        image = Image.open(io.BytesIO(data))  # reads the header only
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"{what}: {exc}") from None
+    except Exception:  # Pillow's decoders raise many types on hostile input
+        raise InvalidImage(f"{what}: not an image Pillow can read") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{what}: {width}x{height} is {width * height} pixels; the limit is {max_pixels}"
+        )
+    if width == 0 or height == 0:
+        raise InvalidImage(f"{what}: image has no pixels")
+    try:
+        image = ImageOps.exif_transpose(image)  # decodes the first frame
+        image.load()
+    except Exception:
+        raise InvalidImage(f"{what}: truncated or corrupt {image.format or ''} image") from None
+    return image
+
+
+def _grayscale(image: Image.Image) -> np.ndarray:
+    """Float H x W in [0, 1]; transparency is flattened onto white before conversion."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        return np.asarray(image, dtype=np.float32) / 65535.0
+    if image.mode in ("I", "F"):
+        array = np.asarray(image, dtype=np.float32)
+        peak = array.max()
+        scale = 1.0 if image.mode == "F" and peak <= 1 else 65535.0 if peak > 255 else 255.0
+        return np.clip(array / scale, 0.0, 1.0)
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1] (any shape) -> uint8 0-255, rounded."""
+    return np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """A uint8 H x W (grayscale) or H x W x 3 (RGB) array as PNG file bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_base64(pixels: np.ndarray) -> str:
+    return base64.b64encode(png_bytes(pixels)).decode("ascii")
+
+
+def upscale(pixels: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of a 2-D array by an integer factor."""
+    return pixels.repeat(scale, axis=0).repeat(scale, axis=1)

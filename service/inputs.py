@@ -1,0 +1,205 @@
+"""Reading the images of a request, in any of the accepted styles, into one N x 28 x 28 array.
+
+Accepted: `multipart/form-data` file fields; a raw body with an `image/*` (or octet-stream)
+content type; `application/json` with base64 image files or pixel arrays. Parsing JSON and
+decoding images run in a worker thread, never on the event loop. The body-size limit is
+enforced while the body streams in, by `service.middleware.BodySizeLimit`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Literal, NoReturn
+
+import numpy as np
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service import imaging
+from service.errors import (
+    InvalidImage,
+    InvalidJSON,
+    NoImages,
+    TooManyImages,
+    UnsupportedMediaType,
+)
+from service.imaging import InvertMode
+from service.settings import Settings
+
+HOW_TO_SEND = (
+    "send multipart `file` fields, a raw image body with an image/* content type, "
+    'or JSON {"images": [base64, ...]} / {"pixels": [28x28 array, ...]}'
+)
+HOW_TO_SEND_PAIR = (
+    "send two images: multipart fields `start` and `end`, "
+    'or JSON {"start": ..., "end": ...} with base64 strings or 28x28 pixel arrays'
+)
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One image as received, not yet decoded; `what` names it in error messages."""
+
+    what: str
+    kind: Literal["file", "base64", "pixels"]
+    value: object
+
+
+async def read_images(request: Request, invert: InvertMode, settings: Settings) -> np.ndarray:
+    """All images of the request (1 to max_images_per_request of them), as N x 28 x 28."""
+    media = _media_type(request)
+    if media == "multipart/form-data":
+        items = await _multipart_items(request, settings, names=None)
+    elif media == "application/json":
+        body = await request.body()
+        return await run_in_threadpool(_decode_json, body, invert, settings, None)
+    elif media.startswith("image/") or media == "application/octet-stream":
+        body = await request.body()
+        if not body:
+            raise NoImages(f"empty body; {HOW_TO_SEND}")
+        items = [_Item("image", "file", body)]
+    else:
+        await _reject_media_type(request, media, HOW_TO_SEND)
+    return await run_in_threadpool(_decode_items, items, invert, settings)
+
+
+async def read_pair(request: Request, invert: InvertMode, settings: Settings) -> np.ndarray:
+    """The `start` and `end` images of the request, as 2 x 28 x 28."""
+    media = _media_type(request)
+    if media == "multipart/form-data":
+        items = await _multipart_items(request, settings, names=("start", "end"))
+        return await run_in_threadpool(_decode_items, items, invert, settings)
+    if media == "application/json":
+        body = await request.body()
+        return await run_in_threadpool(_decode_json, body, invert, settings, ("start", "end"))
+    await _reject_media_type(request, media, HOW_TO_SEND_PAIR)
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _reject_media_type(request: Request, media: str, how: str) -> NoReturn:
+    if not media and not await request.body():
+        raise NoImages(f"empty body; {how}")
+    raise UnsupportedMediaType(f"unsupported content type {media or '(none)'!r}; {how}")
+
+
+async def _multipart_items(
+    request: Request, settings: Settings, names: tuple[str, ...] | None
+) -> list[_Item]:
+    """File fields: every `file` field, or exactly one field per name in `names`."""
+    limit = settings.max_images_per_request
+    try:
+        form = await request.form(max_files=limit + 1, max_fields=limit + 16)
+    except StarletteHTTPException as exc:  # python-multipart's complaints, as Starlette words them
+        if "Too many files" in str(exc.detail):
+            raise TooManyImages(f"more than {limit} images in one request") from None
+        raise InvalidImage(f"malformed multipart body: {exc.detail}") from None
+    if names is None:
+        values = form.getlist("file")
+        if not values:
+            raise NoImages(f"no `file` fields in the multipart body; {HOW_TO_SEND}")
+        labelled = [(f"file {i + 1}", value) for i, value in enumerate(values)]
+    else:
+        missing = [name for name in names if name not in form]
+        if missing:
+            raise NoImages(f"missing field(s) {', '.join(missing)}; {HOW_TO_SEND_PAIR}")
+        labelled = [(name, form[name]) for name in names]
+    _check_count(len(labelled), settings)
+    items = []
+    for what, value in labelled:
+        if not isinstance(value, UploadFile):
+            raise InvalidImage(f"{what}: expected a file upload, got a text field")
+        items.append(_Item(what, "file", await value.read()))
+    return items
+
+
+def _decode_json(
+    body: bytes, invert: InvertMode, settings: Settings, names: tuple[str, ...] | None
+) -> np.ndarray:
+    if not body:
+        raise NoImages(f"empty body; {HOW_TO_SEND}")
+    try:
+        document = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidJSON(f"body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise InvalidJSON("body must be a JSON object")
+    items = _named_json_items(document, names) if names else _listed_json_items(document, settings)
+    return _decode_items(items, invert, settings)
+
+
+def _listed_json_items(document: dict, settings: Settings) -> list[_Item]:
+    keys = [key for key in ("images", "pixels") if key in document]
+    if len(keys) != 1:
+        raise InvalidJSON(f'JSON body needs exactly one of "images" or "pixels"; {HOW_TO_SEND}')
+    key = keys[0]
+    values = document[key]
+    if key == "pixels" and _is_rows(values):
+        values = [values]  # one bare 28x28 array rather than a list of them
+    if not isinstance(values, list):
+        raise InvalidJSON(f'"{key}" must be a list')
+    if not values:
+        raise NoImages(f'"{key}" is empty')
+    _check_count(len(values), settings)
+    if key == "images":
+        return [_Item(f"image {i + 1}", "base64", value) for i, value in enumerate(values)]
+    return [_Item(f"pixels {i + 1}", "pixels", value) for i, value in enumerate(values)]
+
+
+def _is_rows(value: object) -> bool:
+    """A list of lists of numbers, i.e. one image's rows (not a list of images)."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and isinstance(value[0], list)
+        and bool(value[0])
+        and not isinstance(value[0][0], list)
+    )
+
+
+def _named_json_items(document: dict, names: tuple[str, ...]) -> list[_Item]:
+    missing = [name for name in names if name not in document]
+    if missing:
+        raise NoImages(f"missing key(s) {', '.join(missing)}; {HOW_TO_SEND_PAIR}")
+    return [
+        _Item(name, "base64" if isinstance(document[name], str) else "pixels", document[name])
+        for name in names
+    ]
+
+
+def _check_count(count: int, settings: Settings) -> None:
+    if count > settings.max_images_per_request:
+        raise TooManyImages(
+            f"{count} images in one request; the limit is {settings.max_images_per_request}"
+        )
+
+
+def _decode_items(items: list[_Item], invert: InvertMode, settings: Settings) -> np.ndarray:
+    arrays = []
+    for item in items:
+        if item.kind == "pixels":
+            arrays.append(imaging.from_pixels(item.value, invert, item.what))
+            continue
+        data = _base64(item) if item.kind == "base64" else item.value
+        assert isinstance(data, bytes)
+        arrays.append(imaging.decode(data, invert, settings.max_image_pixels, item.what))
+    return np.stack(arrays)
+
+
+def _base64(item: _Item) -> bytes:
+    if not isinstance(item.value, str):
+        raise InvalidImage(f"{item.what}: expected a base64 string")
+    text = item.value
+    if text.startswith("data:") and "," in text:  # a data URL
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidImage(f"{item.what}: not valid base64") from None

@@ -1,0 +1,117 @@
+"""PNG renders of results: charts with matplotlib (object API, no pyplot state, so renders can
+run in parallel threads) and image grids with plain numpy."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ml.data import IMAGE_SIZE
+from service.imaging import png_bytes, to_uint8, upscale
+
+GAP = 2  # pixels between grid cells
+GAP_VALUE = 96  # mid-grey, visible between dark Fashion-MNIST backgrounds
+DPI = 100
+MAX_CHART_ROWS = 32  # a classification chart of more images would not be readable
+
+
+def _figure_png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def classification_chart(
+    images: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]
+) -> bytes:
+    """One row per image: the model's 28x28 input beside a bar chart of its probabilities."""
+    rows = len(images)
+    figure = Figure(figsize=(7.5, 1.9 * rows + 0.2), layout="constrained")
+    axes = figure.subplots(rows, 2, squeeze=False, width_ratios=(1, 2.6))
+    positions = np.arange(len(class_names))
+    for i, (image, probs) in enumerate(zip(images, probabilities, strict=True)):
+        picture, bars = axes[i]
+        picture.imshow(image, cmap="gray", vmin=0, vmax=1)
+        picture.set_axis_off()
+        picture.set_title(f"input {i + 1}", fontsize=9)
+        best = int(probs.argmax())
+        colours = ["tab:orange" if c == best else "tab:blue" for c in positions]
+        bars.barh(positions, probs, color=colours)
+        bars.set_yticks(positions, class_names, fontsize=7)
+        bars.invert_yaxis()
+        bars.set_xlim(0, 1)
+        bars.tick_params(axis="x", labelsize=7)
+        bars.set_title(f"{class_names[best]} ({probs[best]:.1%})", fontsize=9)
+    return _figure_png(figure)
+
+
+def embedding_map(
+    pca_map: dict[str, Any],
+    coordinates: np.ndarray,
+    class_names: Sequence[str],
+    title: str,
+) -> bytes:
+    """The training-set PCA map (points coloured by class) with the inputs numbered on it."""
+    figure = Figure(figsize=(8, 6.5), layout="constrained")
+    axes = figure.subplots()
+    points = np.asarray(pca_map["points"])
+    labels = np.asarray(pca_map["point_labels"])
+    for class_id, name in enumerate(class_names):
+        chosen = points[labels == class_id]
+        axes.scatter(chosen[:, 0], chosen[:, 1], s=6, alpha=0.45, label=name, color=f"C{class_id}")
+    axes.scatter(
+        coordinates[:, 0],
+        coordinates[:, 1],
+        s=160,
+        marker="*",
+        color="black",
+        edgecolors="white",
+        linewidths=0.8,
+        label="inputs",
+        zorder=3,
+    )
+    for i, (x, y) in enumerate(coordinates):
+        axes.annotate(str(i + 1), (x, y), xytext=(5, 5), textcoords="offset points", fontsize=9)
+    ratios = pca_map.get("explained_variance_ratio", [0.0, 0.0])
+    axes.set_xlabel(f"PC 1 ({ratios[0]:.0%} of variance)")
+    axes.set_ylabel(f"PC 2 ({ratios[1]:.0%} of variance)")
+    axes.set_title(title)
+    axes.legend(fontsize=7, markerscale=2, loc="best")
+    return _figure_png(figure)
+
+
+def grid(cells: Sequence[np.ndarray | None], columns: int, scale: int) -> bytes:
+    """Float 28x28 images (None: an empty cell) row-major in `columns`, each enlarged `scale`
+    times by nearest neighbour, GAP pixels apart and around. Size: columns * (28 * scale) +
+    (columns + 1) * GAP wide, likewise high for the rows."""
+    rows = -(-len(cells) // columns)
+    side = IMAGE_SIZE * scale
+    height = rows * side + (rows + 1) * GAP
+    width = columns * side + (columns + 1) * GAP
+    canvas = np.full((height, width), GAP_VALUE, dtype=np.uint8)
+    for index, cell in enumerate(cells):
+        row, column = divmod(index, columns)
+        top, left = GAP + row * (side + GAP), GAP + column * (side + GAP)
+        content = (
+            np.zeros((side, side), np.uint8) if cell is None else upscale(to_uint8(cell), scale)
+        )
+        canvas[top : top + side, left : left + side] = content
+    return png_bytes(canvas)
+
+
+def comparison_grid(
+    originals: np.ndarray, reconstructions: np.ndarray, scale: int, columns: int = 16
+) -> bytes:
+    """Originals above their reconstructions, `columns` pairs per band of two rows."""
+    count = len(originals)
+    columns = min(columns, count)
+    cells: list[np.ndarray | None] = []
+    for start in range(0, count, columns):
+        band = range(start, start + columns)
+        cells += [originals[i] if i < count else None for i in band]
+        cells += [reconstructions[i] if i < count else None for i in band]
+    return grid(cells, columns, scale)

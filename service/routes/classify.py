@@ -1,0 +1,81 @@
+"""POST /classify: class probabilities for each image."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+import torch
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from ml import CLASS_NAMES
+from service import plots
+from service.dependencies import (
+    FormatQuery,
+    InvertQuery,
+    RuntimeDep,
+    image_route_responses,
+    model_query,
+    png_response,
+    require_api_key,
+    wants_png,
+)
+from service.errors import InvalidParameter
+from service.inputs import read_images
+from service.schemas import IMAGES_REQUEST_BODY, ClassifyResponse, ClassScore, Prediction
+
+router = APIRouter(tags=["classify"], dependencies=[Depends(require_api_key)])
+
+
+@router.post(
+    "/classify",
+    response_model=ClassifyResponse,
+    summary="Classify garments",
+    description="Per image: label, class id, confidence, the top-k classes and all 10 "
+    "probabilities. PNG: each input beside a bar chart of its probabilities.",
+    responses=image_route_responses("each input beside a bar chart of its probabilities"),
+    openapi_extra={"requestBody": IMAGES_REQUEST_BODY},
+)
+async def classify(
+    request: Request,
+    runtime: RuntimeDep,
+    model: Annotated[str, model_query("mynet", "mynet or lenet")] = "mynet",
+    top_k: Annotated[int, Query(ge=1, le=len(CLASS_NAMES))] = 3,
+    invert: InvertQuery = "auto",
+    output_format: FormatQuery = None,
+) -> ClassifyResponse | Response:
+    loaded = runtime.get(model, "/classify", kind="classifier")
+    png = wants_png(request, output_format)
+    images = await read_images(request, invert, runtime.settings)
+    if png and len(images) > plots.MAX_CHART_ROWS:
+        raise InvalidParameter(
+            f"a PNG chart shows at most {plots.MAX_CHART_ROWS} images; ask for JSON instead"
+        )
+    (probabilities,) = await loaded.run("classify", torch.from_numpy(images).unsqueeze(1))
+    probabilities = probabilities.numpy()
+    if png:
+        chart = await run_in_threadpool(
+            plots.classification_chart, images, probabilities, CLASS_NAMES
+        )
+        return png_response(chart)
+    return ClassifyResponse(
+        model=model,
+        class_names=list(CLASS_NAMES),
+        predictions=[_prediction(probs, top_k) for probs in probabilities],
+    )
+
+
+def _prediction(probabilities: np.ndarray, top_k: int) -> Prediction:
+    ranked = np.argsort(-probabilities, kind="stable")[:top_k].tolist()
+    best = ranked[0]
+    return Prediction(
+        label=CLASS_NAMES[best],
+        class_id=best,
+        confidence=float(probabilities[best]),
+        top_k=[
+            ClassScore(class_id=c, label=CLASS_NAMES[c], probability=float(probabilities[c]))
+            for c in ranked
+        ],
+        probabilities=probabilities.tolist(),
+    )

@@ -1,0 +1,79 @@
+"""POST /embed: feature vectors, placed on the training-set PCA map stored with the model."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+import torch
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from ml import CLASS_NAMES
+from ml.embedding import project
+from service import plots
+from service.dependencies import (
+    FormatQuery,
+    InvertQuery,
+    RuntimeDep,
+    image_route_responses,
+    model_query,
+    png_response,
+    require_api_key,
+    wants_png,
+)
+from service.errors import InvalidParameter
+from service.inputs import read_images
+from service.schemas import IMAGES_REQUEST_BODY, Embedding, EmbedResponse
+
+router = APIRouter(tags=["embed"], dependencies=[Depends(require_api_key)])
+
+
+@router.post(
+    "/embed",
+    response_model=EmbedResponse,
+    summary="Feature vectors and their place on the training-set map",
+    description="Classifiers: the penultimate features or the logits; the VAE: the latent "
+    "mean. Each vector is also projected onto the 2-D PCA map fitted on training images when "
+    "the model was trained. PNG: that map with the inputs placed on it.",
+    responses=image_route_responses("the training-set PCA map with the inputs placed on it"),
+    openapi_extra={"requestBody": IMAGES_REQUEST_BODY},
+)
+async def embed(
+    request: Request,
+    runtime: RuntimeDep,
+    model: Annotated[str, model_query("mynet", "mynet, lenet or vae")] = "mynet",
+    layer: Annotated[
+        str | None,
+        Query(description="penultimate or logits (classifiers), latent (vae); default: first"),
+    ] = None,
+    invert: InvertQuery = "auto",
+    output_format: FormatQuery = None,
+) -> EmbedResponse | Response:
+    loaded = runtime.get(model, "/embed")
+    layer = layer or loaded.layers[0]
+    if layer not in loaded.layers:
+        raise InvalidParameter(
+            f"layer {layer!r} does not exist in {model}; choose {' or '.join(loaded.layers)}"
+        )
+    images = await read_images(request, invert, runtime.settings)
+    (vectors,) = await loaded.run(f"embed:{layer}", torch.from_numpy(images).unsqueeze(1))
+    vectors = vectors.numpy()
+    pca_map = loaded.card["embedding_maps"][layer]
+    coordinates = project(vectors, pca_map)
+    if wants_png(request, output_format):
+        title = f"{model} {layer}: training-set PCA map"
+        chart = await run_in_threadpool(
+            plots.embedding_map, pca_map, coordinates, CLASS_NAMES, title
+        )
+        return png_response(chart)
+    return EmbedResponse(
+        model=model,
+        layer=layer,
+        dimension=vectors.shape[1],
+        explained_variance_ratio=pca_map["explained_variance_ratio"],
+        embeddings=[
+            Embedding(vector=np.round(v, 6).tolist(), coordinates=np.round(c, 6).tolist())
+            for v, c in zip(vectors, coordinates, strict=True)
+        ],
+    )

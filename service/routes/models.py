@@ -1,0 +1,55 @@
+"""GET /models and /models/{name}: what is loaded, how big, how good, on which device."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from service.dependencies import RuntimeDep, require_api_key
+from service.errors import NotFound, error_responses
+from service.runtime import LoadedModel
+from service.schemas import ModelInfo, ModelList
+
+router = APIRouter(tags=["models"], dependencies=[Depends(require_api_key)])
+
+
+@router.get(
+    "/models",
+    response_model=ModelList,
+    summary="The loaded models",
+    responses=error_responses(401),
+)
+async def list_models(runtime: RuntimeDep) -> ModelList:
+    return ModelList(models=[_info(loaded) for loaded in runtime.models.values()])
+
+
+@router.get(
+    "/models/{name}",
+    response_model=ModelInfo,
+    summary="One loaded model",
+    responses=error_responses(401, 404),
+)
+async def get_model(name: str, runtime: RuntimeDep) -> ModelInfo:
+    if name not in runtime.models:
+        raise NotFound(f"model {name!r} is not loaded; loaded: {', '.join(runtime.models)}")
+    return _info(runtime.models[name])
+
+
+def _info(loaded: LoadedModel) -> ModelInfo:
+    card = loaded.card
+    test = card.get("metrics", {}).get("test", {})
+    return ModelInfo(
+        name=loaded.name,
+        kind=loaded.kind,
+        description=card.get("description", ""),
+        parameters=card["parameters"],
+        device=str(loaded.device),
+        sha256=card["weights"]["sha256"],
+        test_metrics={
+            key: value
+            for key, value in test.items()
+            if isinstance(value, int | float) and key != "count"
+        },
+        layers=list(loaded.layers),
+        class_names=card.get("class_names", []) if loaded.kind == "classifier" else [],
+        latent_dim=loaded.latent_dim,
+    )

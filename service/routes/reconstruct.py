@@ -1,0 +1,64 @@
+"""POST /reconstruct: the VAE's round trip of each image."""
+
+from __future__ import annotations
+
+import torch
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from service import plots
+from service.dependencies import (
+    FormatQuery,
+    InvertQuery,
+    RuntimeDep,
+    ScaleQuery,
+    image_route_responses,
+    png_response,
+    require_api_key,
+    wants_png,
+)
+from service.imaging import png_base64, to_uint8
+from service.inputs import read_images
+from service.schemas import IMAGES_REQUEST_BODY, Reconstruction, ReconstructResponse
+
+router = APIRouter(tags=["vae"], dependencies=[Depends(require_api_key)])
+MODEL = "vae"
+
+
+@router.post(
+    "/reconstruct",
+    response_model=ReconstructResponse,
+    summary="VAE round trip",
+    description="Encodes each image to its latent mean and decodes it. Per image: the "
+    "reconstruction (base64 PNG and 0-255 pixels) and its error. PNG: originals above "
+    "reconstructions, enlarged `scale` times.",
+    responses=image_route_responses("originals above reconstructions"),
+    openapi_extra={"requestBody": IMAGES_REQUEST_BODY},
+)
+async def reconstruct(
+    request: Request,
+    runtime: RuntimeDep,
+    scale: ScaleQuery = 4,
+    invert: InvertQuery = "auto",
+    output_format: FormatQuery = None,
+) -> ReconstructResponse | Response:
+    loaded = runtime.get(MODEL, "/reconstruct", kind="autoencoder")
+    images = await read_images(request, invert, runtime.settings)
+    outputs, bce, kl = await loaded.run("reconstruct", torch.from_numpy(images).unsqueeze(1))
+    outputs = outputs.squeeze(1).numpy()
+    if wants_png(request, output_format):
+        grid = await run_in_threadpool(plots.comparison_grid, images, outputs, scale)
+        return png_response(grid)
+    return await run_in_threadpool(_response, images, outputs, bce.tolist(), kl.tolist())
+
+
+def _response(images, outputs, bce: list[float], kl: list[float]) -> ReconstructResponse:
+    mse = ((outputs - images) ** 2).mean(axis=(1, 2)).tolist()
+    pixels = to_uint8(outputs)
+    return ReconstructResponse(
+        model=MODEL,
+        reconstructions=[
+            Reconstruction(png=png_base64(p), pixels=p.tolist(), bce=b, kl=k, mse=m)
+            for p, b, k, m in zip(pixels, bce, kl, mse, strict=True)
+        ],
+    )

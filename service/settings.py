@@ -1,0 +1,65 @@
+"""Service configuration, read from `FMNIST_*` environment variables."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+import ml
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; the README's settings table mirrors this class."""
+
+    model_config = SettingsConfigDict(env_prefix="FMNIST_", extra="ignore")
+
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    checkpoint_dir: Path = Field(Path("checkpoints"), description="folder of weights and cards")
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(ml.MODELS),
+        description="models to load, comma-separated (default: every registered model)",
+    )
+    torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's own")
+    max_batch_size: int = Field(64, ge=1, description="most images in one forward pass")
+    max_batch_wait_ms: float = Field(
+        2.0, ge=0, description="how long a batch waits for more requests before it runs"
+    )
+    max_queue: int = Field(
+        1024, ge=1, description="images waiting per model and operation before 503 is answered"
+    )
+    max_upload_bytes: int = Field(10 * 2**20, ge=1, description="largest request body in bytes")
+    max_image_pixels: int = Field(
+        4096 * 4096, ge=1, description="largest image (width x height) that will be decoded"
+    )
+    max_images_per_request: int = Field(256, ge=1, description="most images in one request")
+    api_key: SecretStr | None = Field(None, description="when set, required on every model route")
+    log_format: Literal["text", "json"] = "text"
+    instance_id: str = Field(
+        default_factory=socket.gethostname, description="sent back in the X-Instance-Id header"
+    )
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, names: list[str]) -> list[str]:
+        if not names:
+            raise ValueError("at least one model must be loaded")
+        unknown = [name for name in names if name not in ml.MODELS]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; known models: {', '.join(ml.MODELS)}")
+        return list(dict.fromkeys(names))
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        return None if value == "" else value

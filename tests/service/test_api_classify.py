@@ -1,0 +1,104 @@
+"""POST /classify: every input style x both formats, content checked; accuracy on real images."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ml import CLASS_NAMES
+from tests.service.support import (
+    CHECKPOINT_DIR,
+    STYLES,
+    decode_png,
+    image_request,
+    png,
+    with_accept,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("model", ["mynet", "lenet"])
+async def test_json_gives_labels_and_probabilities(client, samples, style, model):
+    images, labels = samples
+    images, labels = (images[:1], labels[:1]) if style == "raw" else (images, labels)
+    response = await client.post(f"/classify?model={model}&top_k=3", **image_request(images, style))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["model"] == model
+    assert body["class_names"] == list(CLASS_NAMES)
+    assert len(body["predictions"]) == len(images)
+    for prediction, label in zip(body["predictions"], labels, strict=True):
+        assert prediction["class_id"] == label
+        assert prediction["label"] == CLASS_NAMES[label]
+        assert len(prediction["probabilities"]) == 10
+        assert sum(prediction["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+        assert prediction["confidence"] == max(prediction["probabilities"])
+        assert [s["class_id"] for s in prediction["top_k"]][0] == label
+        assert len(prediction["top_k"]) == 3
+        probabilities = [s["probability"] for s in prediction["top_k"]]
+        assert probabilities == sorted(probabilities, reverse=True)
+
+
+@pytest.mark.parametrize("style", STYLES)
+async def test_png_chart_has_one_row_per_image(client, samples, style):
+    images = samples[0][:1] if style == "raw" else samples[0][:2]
+    response = await client.post(
+        "/classify", **with_accept(image_request(images, style), "image/png")
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    chart = decode_png(response.content)
+    width, height = chart.size
+    assert width == 750
+    assert height == round(100 * (1.9 * len(images) + 0.2))
+
+
+async def test_format_query_overrides_accept(client, samples):
+    kwargs = image_request(samples[0][:1], "multipart")
+    as_png = await client.post(
+        "/classify?format=png", headers={"Accept": "application/json"}, **kwargs
+    )
+    assert as_png.headers["content-type"] == "image/png"
+    as_json = await client.post("/classify?format=json", headers={"Accept": "image/png"}, **kwargs)
+    assert as_json.headers["content-type"] == "application/json"
+    weighted = await client.post(
+        "/classify", headers={"Accept": "application/json;q=0.5, image/png"}, **kwargs
+    )
+    assert weighted.headers["content-type"] == "image/png"
+
+
+async def test_any_image_format_and_size_is_accepted(client, samples):
+    """A large, light-background RGB JPEG of a trouser still comes back as a trouser."""
+    trouser = samples[0][1]
+    large = np.kron(255 - trouser, np.ones((12, 12), np.uint8))  # dark garment on white, 336px
+    rgb = np.stack([large] * 3, axis=-1)
+    response = await client.post(
+        "/classify",
+        files={"file": ("trouser.jpg", png(rgb, format="JPEG", quality=95), "image/jpeg")},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"][0]["label"] == "Trouser"
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("model", ["mynet", "lenet"])
+async def test_accuracy_on_real_test_images_matches_the_card(client, test_split, model):
+    """Real test PNGs through the whole HTTP path score what training measured, within a point."""
+    images, labels = test_split
+    card = json.loads((CHECKPOINT_DIR / f"{model}.json").read_text())
+    count = card["metrics"]["test"]["count"]
+    images, labels = images[:count], labels[:count]
+    predicted = []
+    for start in range(0, count, 250):
+        response = await client.post(
+            f"/classify?model={model}", **image_request(images[start : start + 250], "multipart")
+        )
+        assert response.status_code == 200, response.text
+        predicted += [p["class_id"] for p in response.json()["predictions"]]
+    accuracy = float(np.mean(np.array(predicted) == labels))
+    assert accuracy == pytest.approx(card["metrics"]["test"]["accuracy"], abs=0.01)

@@ -1,0 +1,88 @@
+"""Settings from the environment, `fmnist-serve`, and the start-up checks of the runtime."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from service import server
+from service.runtime import StartupError
+from service.settings import Settings
+from tests.service.support import CHECKPOINT_DIR, make_settings, serving
+
+pytestmark = pytest.mark.anyio
+
+
+def test_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("FMNIST_MODELS", "mynet, vae")
+    monkeypatch.setenv("FMNIST_MAX_BATCH_SIZE", "32")
+    monkeypatch.setenv("FMNIST_API_KEY", "k")
+    monkeypatch.setenv("FMNIST_INSTANCE_ID", "replica-2")
+    settings = Settings()
+    assert settings.models == ["mynet", "vae"]
+    assert settings.max_batch_size == 32
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "k"
+    assert settings.instance_id == "replica-2"
+
+
+def test_settings_defaults(monkeypatch):
+    for name in ("FMNIST_MODELS", "FMNIST_API_KEY", "FMNIST_INSTANCE_ID", "FMNIST_DEVICE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.models == ["lenet", "mynet", "vae"]
+    assert settings.max_images_per_request == 256
+    assert settings.device == "auto" and settings.api_key is None
+    assert settings.instance_id  # the host name
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("FMNIST_MODELS", "resnet"), ("FMNIST_MAX_BATCH_SIZE", "0"), ("FMNIST_LOG_FORMAT", "xml")],
+)
+def test_bad_settings_are_refused(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_fmnist_serve_passes_its_options_to_uvicorn(monkeypatch):
+    calls = []
+    monkeypatch.setattr(server.uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    server.main(["--host", "0.0.0.0", "--port", "9001", "--workers", "3"])
+    app, options = calls[0]
+    assert app == "service.app:app"
+    assert (options["host"], options["port"], options["workers"]) == ("0.0.0.0", 9001, 3)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+async def test_cuda_without_cuda_is_a_clear_start_up_error():
+    with pytest.raises(StartupError, match="CUDA is not available"):
+        async with serving(make_settings(device="cuda")):
+            pass
+
+
+async def test_missing_checkpoint_is_a_start_up_error(tmp_path):
+    with pytest.raises(StartupError, match="cannot load model 'lenet'"):
+        async with serving(make_settings(models=["lenet"], checkpoint_dir=tmp_path)):
+            pass
+
+
+async def test_altered_weights_are_refused(tmp_path):
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(CHECKPOINT_DIR / f"lenet{suffix}", tmp_path)
+    with (tmp_path / "lenet.safetensors").open("ab") as weights:
+        weights.write(b"\0")
+    with pytest.raises(StartupError, match="sha256"):
+        async with serving(make_settings(models=["lenet"], checkpoint_dir=tmp_path)):
+            pass
+
+
+async def test_only_the_configured_models_are_loaded():
+    async with serving(make_settings(models=["lenet"])) as client:
+        assert [m["name"] for m in (await client.get("/models")).json()["models"]] == ["lenet"]
+        response = await client.post("/reconstruct", json={"pixels": [[[0] * 28] * 28]})
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "unknown_model"
