@@ -63,7 +63,7 @@ from service.schemas import (
     ReconstructResponse,
 )
 
-__all__ = ["AsyncClient", "Client", "ImageInput", "Images", "ServiceError"]
+__all__ = ["AsyncClient", "Client", "ImageInput", "Images", "Options", "ServiceError"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_RETRY_WAIT_S = 1
