@@ -80,7 +80,9 @@ def embedding_map(
     axes.set_xlabel(f"PC 1 ({ratios[0]:.0%} of variance)")
     axes.set_ylabel(f"PC 2 ({ratios[1]:.0%} of variance)")
     axes.set_title(title)
-    axes.legend(fontsize=7, markerscale=2, loc="best")
+    legend = axes.legend(fontsize=7, loc="best")
+    for handle in legend.legend_handles:  # legend markers of one size, whatever the plot's
+        handle.set_sizes([30])
     return _figure_png(figure)
 
 

@@ -26,7 +26,10 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's own")
     max_batch_size: int = Field(64, ge=1, description="most images in one forward pass")
     max_batch_wait_ms: float = Field(
-        2.0, ge=0, description="how long a batch waits for more requests before it runs"
+        0.0,
+        ge=0,
+        description="how long a batch waits for more requests; 0 runs as soon as the model is "
+        "free, and the requests that arrive meanwhile form the next batch",
     )
     max_queue: int = Field(
         1024, ge=1, description="images waiting per model and operation before 503 is answered"

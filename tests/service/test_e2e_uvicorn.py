@@ -36,7 +36,6 @@ def server() -> Iterator[str]:
         "FMNIST_DEVICE": "cpu",
         "FMNIST_INSTANCE_ID": "e2e-1",
         "FMNIST_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
-        "FMNIST_MAX_BATCH_WAIT_MS": "5",
     }
     env.pop("FMNIST_API_KEY", None)
     process = subprocess.Popen(
