@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -52,7 +53,9 @@ async def reconstruct(
     return await run_in_threadpool(_response, images, outputs, bce.tolist(), kl.tolist())
 
 
-def _response(images, outputs, bce: list[float], kl: list[float]) -> ReconstructResponse:
+def _response(
+    images: np.ndarray, outputs: np.ndarray, bce: list[float], kl: list[float]
+) -> ReconstructResponse:
     mse = ((outputs - images) ** 2).mean(axis=(1, 2)).tolist()
     pixels = to_uint8(outputs)
     return ReconstructResponse(
