@@ -23,8 +23,22 @@ from torch import nn
 from ml.data import CLASS_NAMES, FashionMNIST, to_float
 from ml.embedding import embed
 from ml.evaluate import batched
+from ml.models import kl_per_dimension
 
 TSNE_POINTS = 2_000
+# The figures each kind of model gets, as `<model>_<figure>.png` in the reports folder.
+FIGURES = {
+    "classifier": ("curves", "confusion", "pca", "tsne", "mistakes"),
+    "autoencoder": (
+        "curves",
+        "reconstructions",
+        "interpolations",
+        "samples",
+        "latent_usage",
+        "latent_pca",
+        "latent_tsne",
+    ),
+}
 COLOURS = colormaps["tab10"]
 
 
@@ -181,6 +195,21 @@ def plot_samples(samples: np.ndarray, path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_latent_usage(kl_per_dimension: np.ndarray, path: Path) -> Path:
+    """Mean KL of each latent dimension over the test set: the dimensions the VAE actually uses."""
+    order = np.argsort(-kl_per_dimension)
+    active = int((kl_per_dimension > 0.01).sum())
+    fig, axes = _subplots(1, 1, (9, 3.2))
+    ax = axes[0, 0]
+    ax.bar(range(len(order)), kl_per_dimension[order], color="tab:blue")
+    ax.set_xlabel("latent dimension (sorted)")
+    ax.set_ylabel("mean KL (nats)")
+    ax.set_title(
+        f"VAE: information per latent dimension, {active} of {len(order)} active (KL > 0.01 nats)"
+    )
+    return _save(fig, path)
+
+
 def _timed(label: str, draw: Callable[[], Path]) -> Path:
     started = time.perf_counter()
     path = draw()
@@ -203,7 +232,7 @@ def classifier_figures(
         for layer in ("penultimate", "logits")
     }
     probabilities = torch.softmax(torch.from_numpy(vectors["logits"]), 1).numpy()
-    subset = np.random.default_rng(0).choice(len(test), min(TSNE_POINTS, len(test)), replace=False)
+    subset = _tsne_subset(len(test))
     return [
         _timed("curves", lambda: plot_curves(card["history"], name, out / f"{name}_curves.png")),
         _timed("PCA", lambda: plot_maps(vectors, labels, "pca", name, out / f"{name}_pca.png")),
@@ -232,6 +261,11 @@ def classifier_figures(
     ]
 
 
+def _tsne_subset(count: int) -> np.ndarray:
+    """A fixed-seed subset of the test set: t-SNE on all 10,000 points would take minutes."""
+    return np.random.default_rng(0).choice(count, min(TSNE_POINTS, count), replace=False)
+
+
 def _first_of_each_class(labels: np.ndarray) -> list[int]:
     return [int(np.flatnonzero(labels == c)[0]) for c in range(len(CLASS_NAMES))]
 
@@ -247,7 +281,10 @@ def vae_figures(
 ) -> list[Path]:
     test = data.test
     labels = test.labels.numpy()
-    means = batched(lambda x: model.encode(x)[0], test.images, device).numpy()
+    encoded = batched(lambda x: torch.cat(model.encode(x), 1), test.images, device)
+    means, log_variances = encoded.chunk(2, dim=1)
+    kl_by_dimension = kl_per_dimension(means, log_variances).mean(0).numpy()
+    means = means.numpy()
     firsts = _first_of_each_class(labels)
     seconds = [int(np.flatnonzero(labels == c)[1]) for c in range(len(CLASS_NAMES))]
 
@@ -269,7 +306,7 @@ def vae_figures(
     shown = firsts + seconds[:6]
     originals = to_float(test.images[shown]).numpy()[:, 0]
     samples = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(0))
-    subset = np.random.default_rng(0).choice(len(test), min(TSNE_POINTS, len(test)), replace=False)
+    subset = _tsne_subset(len(test))
     return [
         _timed("curves", lambda: plot_curves(card["history"], name, out / f"{name}_curves.png")),
         _timed(
@@ -284,6 +321,10 @@ def vae_figures(
         ),
         _timed(
             "samples", lambda: plot_samples(decode(samples.numpy()), out / f"{name}_samples.png")
+        ),
+        _timed(
+            "latent usage",
+            lambda: plot_latent_usage(kl_by_dimension, out / f"{name}_latent_usage.png"),
         ),
         _timed(
             "latent map",

@@ -127,9 +127,14 @@ class ConvVAE(nn.Module):
         return self.decode(self.reparameterise(mean, log_variance)), mean, log_variance
 
 
+def kl_per_dimension(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(log_variance)) || N(0, 1)) of each latent dimension, in nats."""
+    return -0.5 * (1 + log_variance - mean.pow(2) - log_variance.exp())
+
+
 def kl_to_standard_normal(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, exp(log_variance)) || N(0, I)) per image, in nats."""
-    return -0.5 * (1 + log_variance - mean.pow(2) - log_variance.exp()).sum(1)
+    """KL to N(0, I) per image, in nats."""
+    return kl_per_dimension(mean, log_variance).sum(1)
 
 
 def vae_loss_terms(

@@ -63,13 +63,15 @@ MODELS: dict[str, ModelSpec] = {
             kind="classifier",
             build=MyNet,
             recipe=Recipe(
-                epochs=35,
+                epochs=40,
                 lr=3e-3,
                 weight_decay=0.05,
                 label_smoothing=0.1,
-                augmentations=("flip", "shift", "erase"),
+                # With random erasing and dropout 0.3 as well, the network underfit: 93.4%
+                # training accuracy against 93.6% on validation after 35 epochs.
+                augmentations=("flip", "shift"),
             ),
-            hyper_parameters={"dropout": 0.3},
+            hyper_parameters={"dropout": 0.2},
             description="conv 32-64-64 (3x3, BatchNorm), 2 max-pools, fc 4096-128-10 with dropout",
         ),
         ModelSpec(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ml.checkpoint import read_card
+from ml.figures import FIGURES
 from ml.registry import MODELS
 
 ORIGINAL_REPORT = {"lenet": "79%", "mynet": "84%"}
@@ -86,32 +87,10 @@ def write_reports_readme(cards: dict[str, dict[str, Any]], path: Path) -> Path:
             "",
         ]
         if card["kind"] == "classifier":
-            parts += [
-                "Per-class test accuracy (%):",
-                "",
-                _per_class_table(card),
-                "",
-                *(
-                    f"![{name} {figure}]({name}_{figure}.png)"
-                    for figure in ("curves", "confusion", "pca", "tsne", "mistakes")
-                ),
-            ]
+            parts += ["Per-class test accuracy (%):", "", _per_class_table(card), ""]
         else:
-            parts += [
-                f"Latent size {card['hyper_parameters']['latent_dim']}.",
-                "",
-                *(
-                    f"![{name} {figure}]({name}_{figure}.png)"
-                    for figure in (
-                        "curves",
-                        "reconstructions",
-                        "interpolations",
-                        "samples",
-                        "latent_pca",
-                        "latent_tsne",
-                    )
-                ),
-            ]
+            parts += [f"Latent size {card['hyper_parameters']['latent_dim']}.", ""]
+        parts += [f"![{name} {figure}]({name}_{figure}.png)" for figure in FIGURES[card["kind"]]]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts) + "\n")
     return path

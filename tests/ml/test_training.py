@@ -12,6 +12,7 @@ from PIL import Image
 from ml.checkpoint import CheckpointError, load_model
 from ml.data import load_fashion_mnist, to_float
 from ml.embedding import embed, project
+from ml.figures import FIGURES
 from ml.train import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -85,22 +86,9 @@ def test_same_seed_same_weights(quick_run, synthetic_dataset: Path, tmp_path: Pa
 @pytest.mark.parametrize(
     "figure",
     [
-        *(
-            f"{m}_{f}"
-            for m in ("lenet", "mynet")
-            for f in ("curves", "pca", "tsne", "confusion", "mistakes")
-        ),
-        *(
-            f"vae_{f}"
-            for f in (
-                "curves",
-                "reconstructions",
-                "interpolations",
-                "samples",
-                "latent_tsne",
-                "latent_pca",
-            )
-        ),
+        f"{name}_{figure}"
+        for name, kind in (("lenet", "classifier"), ("mynet", "classifier"), ("vae", "autoencoder"))
+        for figure in FIGURES[kind]
     ],
 )
 def test_figures_are_valid_pngs(quick_run, figure: str) -> None:

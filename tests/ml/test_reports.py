@@ -1,0 +1,24 @@
+"""The numbers and figures people read are the ones the shipped checkpoints produce."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ml.report import TABLE_END, TABLE_START, load_cards, results_table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_results_table_matches_the_cards() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index(TABLE_START) + len(TABLE_START) : readme.index(TABLE_END)]
+    assert block.strip() == results_table(load_cards(ROOT / "checkpoints"))
+
+
+def test_reports_readme_shows_figures_that_exist() -> None:
+    text = (ROOT / "reports" / "README.md").read_text()
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
+    assert len(figures) >= 16
+    missing = [f for f in figures if not (ROOT / "reports" / f).is_file()]
+    assert not missing
