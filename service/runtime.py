@@ -142,7 +142,8 @@ class Runtime:
         loaded = self.models[name]
         if kind is not None and loaded.kind != kind:
             raise InvalidParameter(
-                f"model {name!r} is a {loaded.kind}; {route} needs a {kind}: {suitable}"
+                f"model {name!r} is {_with_article(loaded.kind)}; {route} needs "
+                f"{_with_article(kind)}: {suitable}"
             )
         return loaded
 
@@ -178,3 +179,7 @@ class Runtime:
                 else:
                     dummy = torch.zeros(size, 1, IMAGE_SIZE, IMAGE_SIZE)
                 await batcher.submit(dummy)
+
+
+def _with_article(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
