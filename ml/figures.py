@@ -21,7 +21,7 @@ from sklearn.manifold import TSNE
 from torch import nn
 
 from ml.data import CLASS_NAMES, FashionMNIST, to_float
-from ml.embedding import embed
+from ml.embedding import CLASSIFIER_LAYERS, embed
 from ml.evaluate import batched
 from ml.models import kl_per_dimension
 
@@ -229,7 +229,7 @@ def classifier_figures(
     labels = test.labels.numpy()
     vectors = {
         layer: batched(lambda x, layer=layer: embed(model, x, layer), test.images, device).numpy()
-        for layer in ("penultimate", "logits")
+        for layer in CLASSIFIER_LAYERS
     }
     probabilities = torch.softmax(torch.from_numpy(vectors["logits"]), 1).numpy()
     subset = _tsne_subset(len(test))
