@@ -7,6 +7,7 @@ fmnist-train --model lenet --quick  # smoke run: small subset, one epoch, into r
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import shlex
 import sys
@@ -53,6 +54,31 @@ class RunOptions:
     command: str
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights and BatchNorm statistics.
+
+    Validation and the saved checkpoint use the averaged copy: it is less noisy than the last
+    step's weights. The decay ramps up over the first steps, so early epochs are not dominated
+    by the random initialisation.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model)
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.steps += 1
+        weight = 1 - min(self.decay, (1 + self.steps) / (10 + self.steps))
+        averaged_state = self.model.state_dict()
+        for key, current in model.state_dict().items():
+            if current.is_floating_point():
+                averaged_state[key].lerp_(current, weight)
+            else:
+                averaged_state[key].copy_(current)
+
+
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None):
     """(float images, labels) batches; shuffled when a generator is given."""
     order = (
@@ -75,6 +101,7 @@ def train_epoch(
     generator: torch.Generator,
     device: torch.device,
     description: str,
+    average: WeightAverage | None,
 ) -> dict[str, float]:
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
@@ -103,6 +130,8 @@ def train_epoch(
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if average is not None:
+            average.update(model)
         total_loss += loss.item() * len(y)
         seen += len(y)
         progress.set_postfix(loss=f"{total_loss / seen:.4f}")
@@ -156,6 +185,8 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch
     )
+    average = WeightAverage(model, recipe.weight_average) if recipe.weight_average else None
+    evaluated = average.model if average else model
     history: list[dict[str, float]] = []
     best: dict[str, float] | None = None
     best_state: dict[str, torch.Tensor] = {}
@@ -173,15 +204,16 @@ def train_model(
             generator,
             device,
             f"{spec.name} {epoch}/{recipe.epochs}",
+            average,
         )
-        row |= validate(spec, model, data.val, device)
+        row |= validate(spec, evaluated, data.val, device)
         row["seconds"] = round(time.perf_counter() - epoch_start, 2)
         row = {k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}
         history.append(row)
         print(f"{spec.name} " + "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
         if is_better(spec, row, best):
             best = row
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
     train_seconds = time.perf_counter() - started
     model.load_state_dict(best_state)
     model.eval()
@@ -213,7 +245,8 @@ def train_model(
             "command": options.command,
             "seed": options.seed,
             "recipe": asdict(recipe),
-            "optimizer": "AdamW with a one-cycle learning-rate schedule",
+            "optimizer": "AdamW with a one-cycle learning-rate schedule"
+            + (f", weights averaged (EMA {recipe.weight_average})" if average else ""),
             "selected_epoch": best["epoch"] if best else None,
             "device": str(device),
             "threads": torch.get_num_threads(),

@@ -6,17 +6,19 @@ importing this module is cheap and start-up errors surface when the server start
 
 from __future__ import annotations
 
+import gc
 import logging.config
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from service.dependencies import require_api_key
 from service.errors import install_error_handlers
 from service.logs import logging_config
 from service.metrics import Metrics
 from service.middleware import BodySizeLimit, InstanceIdHeader, RequestMetrics
-from service.routes import ROUTERS
+from service.routes import PROTECTED_ROUTERS, PUBLIC_ROUTERS
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -41,6 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        # What start-up allocated (models, schemas, modules) lives as long as the process: keep
+        # it out of the garbage collector's scans, which then only look at request garbage.
+        gc.freeze()
         try:
             yield
         finally:
@@ -55,7 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.runtime = runtime
     install_error_handlers(app)
-    for router in ROUTERS:
+    # Without a key there is nothing to check: no per-request cost, and the OpenAPI document
+    # asks for no credentials.
+    protected = [Depends(require_api_key)] if settings.api_key else []
+    for router in PROTECTED_ROUTERS:
+        app.include_router(router, dependencies=protected)
+    for router in PUBLIC_ROUTERS:
         app.include_router(router)
     # Last added runs first: the instance header wraps everything, metrics see every status.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)

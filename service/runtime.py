@@ -17,7 +17,7 @@ import ml
 from ml.data import IMAGE_SIZE
 from ml.devices import resolve_device
 from ml.embedding import embed, layers_of
-from ml.models import ConvVAE, vae_loss_terms
+from ml.models import ConvVAE, optimise_for_inference, vae_loss_terms
 from service.batching import Batcher, BatchFn
 from service.errors import InvalidParameter, NotReady, UnknownModel
 from service.metrics import Metrics
@@ -118,7 +118,7 @@ class Runtime:
                 )
             except ml.CheckpointError as exc:
                 raise StartupError(f"cannot load model {name!r}: {exc}") from None
-            self.models[name] = self._serve(name, model, card)
+            self.models[name] = self._serve(name, optimise_for_inference(model), card)
             log.info("loaded %s (%s parameters) on %s", name, card.get("parameters"), self.device)
         await self._warm_up()
         self._ready = True

@@ -1,13 +1,14 @@
-"""One router per resource; `ROUTERS` is what the app includes."""
+"""One router per resource. The app puts the API-key check (when a key is set) on
+`PROTECTED_ROUTERS`; `PUBLIC_ROUTERS` (health, readiness, metrics) stay open for probes."""
 
 from service.routes import classify, embed, generate, health, interpolate, models, reconstruct
 
-ROUTERS = (
+PROTECTED_ROUTERS = (
     classify.router,
     embed.router,
     reconstruct.router,
     interpolate.router,
     generate.router,
     models.router,
-    health.router,
 )
+PUBLIC_ROUTERS = (health.router,)

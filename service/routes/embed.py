@@ -6,7 +6,7 @@ from typing import Annotated
 
 import numpy as np
 import torch
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ml import CLASS_NAMES
@@ -19,14 +19,13 @@ from service.dependencies import (
     image_route_responses,
     model_query,
     png_response,
-    require_api_key,
     wants_png,
 )
 from service.errors import InvalidParameter
 from service.inputs import read_images
 from service.schemas import IMAGES_REQUEST_BODY, Embedding, EmbedResponse
 
-router = APIRouter(tags=["embed"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["embed"])
 
 
 @router.post(

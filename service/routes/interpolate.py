@@ -6,7 +6,7 @@ from typing import Annotated
 
 import numpy as np
 import torch
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import latent, plots
@@ -17,14 +17,13 @@ from service.dependencies import (
     ScaleQuery,
     image_route_responses,
     png_response,
-    require_api_key,
     wants_png,
 )
 from service.imaging import png_base64, to_uint8
 from service.inputs import read_pair
 from service.schemas import PAIR_REQUEST_BODY, InterpolateResponse
 
-router = APIRouter(tags=["vae"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["vae"])
 MODEL = "vae"
 
 

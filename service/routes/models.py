@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from service.dependencies import RuntimeDep, require_api_key
+from service.dependencies import RuntimeDep
 from service.errors import NotFound, error_responses
 from service.runtime import LoadedModel
 from service.schemas import ModelInfo, ModelList
 
-router = APIRouter(tags=["models"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["models"])
 
 
 @router.get(

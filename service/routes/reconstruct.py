@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import plots
@@ -15,14 +15,13 @@ from service.dependencies import (
     ScaleQuery,
     image_route_responses,
     png_response,
-    require_api_key,
     wants_png,
 )
 from service.imaging import png_base64, to_uint8
 from service.inputs import read_images
 from service.schemas import IMAGES_REQUEST_BODY, Reconstruction, ReconstructResponse
 
-router = APIRouter(tags=["vae"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["vae"])
 MODEL = "vae"
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ml.models import ConvVAE, LeNet5, MyNet, vae_loss_terms
+from ml.models import ConvVAE, LeNet5, MyNet, optimise_for_inference, vae_loss_terms
 from ml.registry import MODELS, UnknownModelError, get_spec
 
 
@@ -64,3 +64,29 @@ def test_registry_builds_every_model_and_rejects_unknown_names() -> None:
     assert isinstance(get_spec("mynet").create(), MyNet)
     with pytest.raises(UnknownModelError, match="known models: lenet, mynet, vae"):
         get_spec("resnet")
+
+
+def deterministic_outputs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(model, ConvVAE):
+        return model.decode(model.encode(x)[0])
+    return model(x)
+
+
+@pytest.mark.parametrize("build", [LeNet5, MyNet, lambda: ConvVAE(latent_dim=8)])
+def test_optimise_for_inference_keeps_the_function(build) -> None:
+    torch.manual_seed(0)
+    model = build()
+    for module in model.modules():  # BatchNorm statistics as after training, not the identity
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+    model.eval()
+    x = torch.rand(6, 1, 28, 28)
+    with torch.inference_mode():
+        before = deterministic_outputs(model, x)
+        fast = optimise_for_inference(model)
+        after = deterministic_outputs(fast, x)
+    assert fast is model and not fast.training
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert torch.allclose(before, after, atol=1e-5)

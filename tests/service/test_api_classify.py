@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+import service.inputs
 from ml import CLASS_NAMES
 from tests.service.support import (
     CHECKPOINT_DIR,
@@ -102,3 +103,29 @@ async def test_accuracy_on_real_test_images_matches_the_card(client, test_split,
         predicted += [p["class_id"] for p in response.json()["predictions"]]
     accuracy = float(np.mean(np.array(predicted) == labels))
     assert accuracy == pytest.approx(card["metrics"]["test"]["accuracy"], abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("count", "side", "threaded"),
+    [(1, 28, False), (4, 28, False), (8, 28, True), (1, 200, True)],
+)
+async def test_small_uploads_decode_on_the_loop_larger_ones_in_a_thread(
+    client, monkeypatch, count, side, threaded
+):
+    """At most 64x64 pixels in all are decoded inline; more goes to a worker thread. Either way
+    the answer is the same."""
+    handed_off = []
+    real = service.inputs.run_in_threadpool
+
+    async def spy(fn, *args):
+        handed_off.append(fn)
+        return await real(fn, *args)
+
+    monkeypatch.setattr(service.inputs, "run_in_threadpool", spy)
+    image = np.zeros((side, side), np.uint8)
+    image[side // 4 : 3 * side // 4, side // 3 : 2 * side // 3] = 220
+    files = [("file", (f"{i}.png", png(image), "image/png")) for i in range(count)]
+    response = await client.post("/classify?model=lenet", files=files)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == count
+    assert bool(handed_off) == threaded

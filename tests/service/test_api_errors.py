@@ -248,6 +248,15 @@ async def test_api_key():
             assert response.status_code == 200, response.text
         for open_path in ("/healthz", "/readyz", "/metrics"):
             assert (await client.get(open_path)).status_code == 200
+        paths = (await client.get("/openapi.json")).json()["paths"]
+        assert paths["/classify"]["post"]["security"]
+        assert "security" not in paths["/healthz"]["get"]
+
+
+async def test_without_a_key_the_api_asks_for_no_credentials(client):
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert all("security" not in op for path in paths.values() for op in path.values())
+    assert (await client.post("/classify?model=lenet", json=GOOD_PIXELS)).status_code == 200
 
 
 async def wait_until(condition, timeout: float = 10.0) -> None:
