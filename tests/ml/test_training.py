@@ -13,7 +13,7 @@ from ml.checkpoint import CheckpointError, load_model
 from ml.data import load_fashion_mnist, to_float
 from ml.embedding import embed, project
 from ml.figures import FIGURES
-from ml.train import main
+from ml.train import WeightAverage, main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -99,3 +99,18 @@ def test_figures_are_valid_pngs(quick_run, figure: str) -> None:
         image.verify()
     with Image.open(path) as image:
         assert image.width > 300 and image.height > 150
+
+
+def test_weight_average_follows_the_weights_with_a_ramped_decay() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    torch.nn.init.zeros_(model[0].weight)
+    average = WeightAverage(model, decay=0.99)
+    torch.nn.init.ones_(model[0].weight)
+    model[1].num_batches_tracked.fill_(7)
+    average.update(model)  # step 1: decay min(0.99, 2/11), so the average moves 9/11 of the way
+    assert torch.allclose(average.model[0].weight, torch.full((2, 2), 9 / 11))
+    assert average.model[1].num_batches_tracked.item() == 7  # integer buffers are copied
+    for _ in range(2000):
+        average.update(model)
+    assert torch.allclose(average.model[0].weight, torch.ones(2, 2))
+    assert average.model is not model and torch.equal(model[0].weight, torch.ones(2, 2))
