@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.client.live_server import Server, running_service
+from tests.client.live_server import API_KEY, INSTANCE_ID, Server
+from tests.live_service import running_service
 
 
 @pytest.fixture(scope="session")
@@ -16,5 +17,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_service(tmp_path_factory.mktemp("service") / "uvicorn.log") as running:
-        yield running
+    log = tmp_path_factory.mktemp("service") / "uvicorn.log"
+    env = {"FMNIST_API_KEY": API_KEY, "FMNIST_INSTANCE_ID": INSTANCE_ID}
+    with running_service(log, env) as service:
+        yield Server(service.url, API_KEY)

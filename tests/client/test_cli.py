@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from service.cli import main
-from tests.client.live_server import EXAMPLES, Server, free_port
+from tests.client.live_server import EXAMPLES, Server
+from tests.live_service import free_port
 
 
 def run(server: Server, *argv: str) -> int:

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from service.client import AsyncClient, ServiceError
-from tests.client.live_server import EXAMPLES, Server, free_port
+from tests.client.live_server import EXAMPLES, Server
+from tests.live_service import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from service.client import Client, ImageInput, ServiceError
-from tests.client.live_server import EXAMPLES, INSTANCE_ID, Server, free_port
+from tests.client.live_server import EXAMPLES, INSTANCE_ID, Server
+from tests.live_service import free_port
 
 # Fashion-MNIST test images the shipped LeNet-5 gets right, and their labels.
 LABELLED = {

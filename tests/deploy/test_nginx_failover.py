@@ -14,9 +14,7 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,7 +25,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.live_service import (
+    CHECKPOINT_DIR,
+    REPO,
+    STARTUP_TIMEOUT_S,
+    LiveService,
+    free_port,
+    wait_for_ok,
+)
+
 SITE_CONF = REPO / "deploy" / "nginx" / "fmnist.conf"
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
@@ -36,7 +42,6 @@ NGINX = shutil.which("nginx") or next(
 LISTEN_RE = re.compile(r"^(?P<indent>[ \t]*)listen\s+80\s*;", re.MULTILINE)
 UPSTREAM_RE = re.compile(r"^(?P<indent>[ \t]*)server\s+api:8000(?P<params>[^;]*);", re.MULTILINE)
 
-STARTUP_TIMEOUT_S = 90.0  # both replicas import torch and warm a model on a small, busy machine
 FAILOVER_WINDOW_S = 2.0  # requests started this long after the kill must all succeed
 BEFORE_KILL = 120  # requests completed before one replica is killed
 AFTER_WINDOW = 120  # requests started after the window, needed before the run stops
@@ -45,13 +50,9 @@ LOAD_DEADLINE_S = 40.0
 CONCURRENCY = 6
 
 needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (CI: apt nginx)")
-needs_service = pytest.mark.skipif(
-    not (REPO / "service" / "app.py").exists(), reason="service/app.py does not exist yet"
-)
-# The replicas serve LeNet from FMNIST_CHECKPOINT_DIR (default: the shipped `checkpoints/`).
-CHECKPOINTS = REPO / os.environ.get("FMNIST_CHECKPOINT_DIR", "checkpoints")
 needs_checkpoint = pytest.mark.skipif(
-    not (CHECKPOINTS / "lenet.safetensors").exists(), reason=f"no LeNet checkpoint in {CHECKPOINTS}"
+    not (CHECKPOINT_DIR / "lenet.safetensors").exists(),
+    reason=f"no LeNet checkpoint in {CHECKPOINT_DIR}",
 )
 
 
@@ -89,39 +90,20 @@ http {{
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def tail(path: Path, lines: int = 30) -> str:
     if not path.exists():
         return f"({path.name} missing)"
     return f"--- {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
-        proc.send_signal(sig)
+        proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-
-
-def wait_until(url: str, deadline: float, procs: list[subprocess.Popen], logs: str) -> None:
-    while time.monotonic() < deadline:
-        for proc in procs:
-            assert proc.poll() is None, f"process exited with {proc.returncode}\n{logs}"
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"{url} not ready after {STARTUP_TIMEOUT_S:.0f} s\n{logs}")
 
 
 def shirt_png() -> bytes:
@@ -157,7 +139,7 @@ class Result:
 @dataclass
 class Topology:
     url: str
-    replicas: dict[str, subprocess.Popen]
+    replicas: dict[str, LiveService]
     workdir: Path
 
     def logs(self) -> str:
@@ -171,30 +153,22 @@ def topology():
     # to reach the temp folders inside this directory.
     workdir = Path(tempfile.mkdtemp(prefix="fmnist-lb-"))
     workdir.chmod(0o755)
-    procs: list[subprocess.Popen] = []
+    replicas: dict[str, LiveService] = {}
+    nginx: subprocess.Popen | None = None
     try:
-        ports = {"replica-a": free_port(), "replica-b": free_port()}
-        replicas = {}
-        for name, port in ports.items():
-            env = os.environ | {
+        for name in ("replica-a", "replica-b"):
+            env = {
                 "FMNIST_INSTANCE_ID": name,
-                "FMNIST_DEVICE": "cpu",
                 "FMNIST_MODELS": "lenet",  # the smallest model is enough to exercise the topology
-                "FMNIST_API_KEY": "",  # whatever the calling shell has
                 "FMNIST_TORCH_THREADS": "1",
                 "OMP_NUM_THREADS": "1",
             }
-            cmd = [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1"]
-            cmd += ["--port", str(port), "--no-access-log"]
-            log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-            log.close()
-            procs.append(proc)
-            replicas[name] = proc
+            replicas[name] = LiveService(workdir / f"{name}.log", env, "--no-access-log")
 
         listen = free_port()
         site = workdir / "fmnist.conf"
-        site.write_text(render_site(SITE_CONF.read_text(), listen, list(ports.values())))
+        ports = [replica.port for replica in replicas.values()]
+        site.write_text(render_site(SITE_CONF.read_text(), listen, ports))
         (workdir / "nginx.conf").write_text(main_conf(workdir, site))
         out = open(workdir / "nginx.out", "wb")  # noqa: SIM115 - closed with the process
         nginx = subprocess.Popen(
@@ -203,17 +177,18 @@ def topology():
             stderr=subprocess.STDOUT,
         )
         out.close()
-        procs.append(nginx)
 
         topo = Topology(f"http://127.0.0.1:{listen}", replicas, workdir)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        for port in ports.values():
-            wait_until(f"http://127.0.0.1:{port}/readyz", deadline, procs, topo.logs())
-        wait_until(f"{topo.url}/nginx-health", deadline, procs, topo.logs())
+        for replica in replicas.values():
+            replica.wait_until_ready(deadline)
+        wait_for_ok(f"{topo.url}/nginx-health", deadline, [nginx], topo.logs)
         yield topo
     finally:
-        for proc in reversed(procs):
-            stop(proc)
+        if nginx is not None:
+            stop(nginx)
+        for replica in replicas.values():
+            replica.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -247,7 +222,6 @@ def test_nginx_accepts_the_site_config():
 
 
 @needs_nginx
-@needs_service
 @needs_checkpoint
 def test_two_replicas_behind_nginx_fail_over(topology):
     check_body_limit(topology.url)
@@ -294,7 +268,7 @@ def test_two_replicas_behind_nginx_fail_over(topology):
     try:
         wait_for(lambda r: True, BEFORE_KILL)
         # A crash, not a graceful stop: no draining, in-flight requests are cut off.
-        victim = topology.replicas["replica-b"]
+        victim = topology.replicas["replica-b"].process
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
         killed_at = time.monotonic()

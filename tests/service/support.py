@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,9 +19,8 @@ from PIL import Image
 
 from service.app import create_app
 from service.settings import Settings
+from tests.live_service import CHECKPOINT_DIR
 
-REPO = Path(__file__).resolve().parents[2]
-CHECKPOINT_DIR = Path(os.environ.get("FMNIST_CHECKPOINT_DIR", REPO / "checkpoints"))
 STYLES = ("multipart", "raw", "base64", "pixels")
 
 

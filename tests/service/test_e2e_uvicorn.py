@@ -7,88 +7,28 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.service.support import CHECKPOINT_DIR, REPO, png
+from tests.live_service import running_service
+from tests.service.support import png
 
 UPLOAD_LIMIT = 1_000_000
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "FMNIST_CHECKPOINT_DIR": str(CHECKPOINT_DIR),
-        "FMNIST_DEVICE": "cpu",
-        "FMNIST_INSTANCE_ID": "e2e-1",
-        "FMNIST_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
-    }
-    env.pop("FMNIST_API_KEY", None)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "service.app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process)
-        yield url
-    finally:
-        stop_gracefully(process)
-
-
-def stop_gracefully(process: subprocess.Popen) -> None:
-    """SIGTERM, as a container runtime sends it: uvicorn finishes the lifespan (batchers
-    stopped) and then exits by that same signal."""
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
-    output = process.stdout.read().decode() if process.stdout else ""
-    assert process.returncode in (0, -signal.SIGTERM), output
-    assert "Application shutdown complete" in output, output
-
-
-def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
-            pytest.fail(f"server exited with {process.returncode}:\n{output}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail("server did not become ready")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("e2e") / "uvicorn.log"
+    env = {"FMNIST_INSTANCE_ID": "e2e-1", "FMNIST_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}
+    with running_service(log, env) as service:
+        yield service.url
+    # Stopped by SIGTERM, as a container runtime stops it: uvicorn runs the lifespan's shutdown
+    # (batchers stopped) and exits by that same signal.
+    assert service.process.returncode in (0, -signal.SIGTERM), service.output()
+    assert "Application shutdown complete" in service.output(), service.output()
 
 
 def test_serves_real_images(server, samples):
