@@ -1,14 +1,18 @@
 """Throughput and latency of the service against a naive reference, on the same machine.
 
-Starts two servers in turn, each pinned to the same cores and given the same model and torch
-threads:
-  service  `uvicorn service.app:app` (dynamic batching),
-  naive    a minimal FastAPI endpoint that runs one forward pass per request;
+Starts three servers in turn, each pinned to the same cores and given the same checkpoint and
+torch threads:
+  naive            a minimal FastAPI endpoint that runs one forward pass per request, the
+                   reference every ratio is taken against;
+  naive-optimised  the same endpoint with the service's inference optimisation (BatchNorm folded,
+                   channels-last), to show how much of the gain is batching and the request path;
+  service          `uvicorn service.app:app` (dynamic batching);
 and drives each with a fixed number of multipart /classify requests (single images at
 concurrency 1, 16 and 64, then 64-image requests) from a separate load process pinned to other
-cores. The load process speaks HTTP/1.1 over raw asyncio sockets on keep-alive connections, so it
-costs far less per request than the servers do (an httpx-based generator would be the
-bottleneck). Prints (and writes to --output) a markdown table of req/s, images/s and p50/p90/p99.
+cores, `--repeats` times per scenario. The load process speaks HTTP/1.1 over raw asyncio sockets
+on keep-alive connections, so it costs far less per request than the servers do (an httpx-based
+generator would be the bottleneck). Prints (and writes to --output) a markdown table of the
+median req/s with its range over the repeats, images/s and median p50/p90/p99 latency.
 
     python scripts/bench_serve.py
     python scripts/bench_serve.py --requests 500   # a quicker run
@@ -39,9 +43,11 @@ from PIL import Image
 
 import ml
 from ml.data import load_split, locate
+from ml.models import optimise_for_inference
 from service.imaging import decode
 
 REPO = Path(__file__).resolve().parents[1]
+SERVERS = ("naive", "naive-optimised", "service")
 
 
 @dataclass(frozen=True)
@@ -54,31 +60,55 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Result:
+    """The repeated runs of one scenario against one server: medians, and the req/s range."""
+
     server: str
     scenario: Scenario
-    requests: int
-    errors: int
-    seconds: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
+    runs: list[dict]  # what `drive` returns, one per repeat
+
+    def _median(self, key: str) -> float:
+        return float(np.median([run[key] for run in self.runs]))
+
+    @property
+    def each_requests_per_s(self) -> list[float]:
+        return [run["requests"] / run["seconds"] for run in self.runs]
 
     @property
     def requests_per_s(self) -> float:
-        return self.requests / self.seconds
+        return float(np.median(self.each_requests_per_s))
 
     @property
     def images_per_s(self) -> float:
         return self.requests_per_s * self.scenario.images_per_request
+
+    @property
+    def errors(self) -> int:
+        return sum(run["errors"] for run in self.runs)
+
+    @property
+    def p50_ms(self) -> float:
+        return self._median("p50_ms")
+
+    @property
+    def p90_ms(self) -> float:
+        return self._median("p90_ms")
+
+    @property
+    def p99_ms(self) -> float:
+        return self._median("p99_ms")
 
 
 # ---------------------------------------------------------------------------------------------
 # The naive reference server (run as `bench_serve.py --naive-server`).
 
 
-def serve_naive(model_name: str, checkpoint_dir: str, port: int, threads: int) -> None:
+def serve_naive(
+    model_name: str, checkpoint_dir: str, port: int, threads: int, optimised: bool
+) -> None:
     torch.set_num_threads(threads)
     model, _ = ml.load_model(model_name, checkpoint_dir)
+    if optimised:
+        model = optimise_for_inference(model)
     app = FastAPI()
 
     @app.post("/classify")
@@ -134,6 +164,7 @@ def start_server(kind: str, args: argparse.Namespace, port: int) -> subprocess.P
             args.model,
             "--checkpoint-dir",
             args.checkpoint_dir,
+            *(["--optimised"] if kind == "naive-optimised" else []),
         ]
     env = {
         **os.environ,
@@ -256,10 +287,11 @@ def measure(
         warm_up = Scenario("warm-up", 16, 1, 300)
         run_load(url, warm_up, *bodies[1], args.load_cpus)
         for scenario in scenarios:
-            raw = run_load(url, scenario, *bodies[scenario.images_per_request], args.load_cpus)
-            result = Result(kind, scenario, **raw)
+            body = bodies[scenario.images_per_request]
+            runs = [run_load(url, scenario, *body, args.load_cpus) for _ in range(args.repeats)]
+            result = Result(kind, scenario, runs)
             print(
-                f"  {kind:7} {scenario.name:22} {result.requests_per_s:8.0f} req/s "
+                f"  {kind:15} {scenario.name:22} {result.requests_per_s:8.0f} req/s "
                 f"{result.images_per_s:8.0f} images/s  p99 {result.p99_ms:7.1f} ms",
                 flush=True,
             )
@@ -277,31 +309,29 @@ def measure(
 def table(results: list[Result]) -> str:
     naive = {r.scenario: r for r in results if r.server == "naive"}
     lines = [
-        "| server | requests | concurrency | req/s | images/s | p50 ms | p90 ms | p99 ms "
+        "| server | requests | concurrency | req/s (range) | images/s | p50 ms | p90 ms | p99 ms "
         "| errors | throughput vs naive | p99 vs naive |",
         "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
+    order = {server: i for i, server in enumerate(SERVERS[::-1])}
     for r in sorted(
         results,
-        key=lambda r: (
-            r.scenario.images_per_request,
-            r.scenario.concurrency,
-            r.server != "service",
-        ),
+        key=lambda r: (r.scenario.images_per_request, r.scenario.concurrency, order[r.server]),
     ):
         base = naive.get(r.scenario)
         ratio = f"{r.requests_per_s / base.requests_per_s:.2f}x" if base else ""
         p99 = f"{r.p99_ms / base.p99_ms:.2f}x" if base else ""
         lines.append(
             f"| {r.server} | {r.scenario.requests} x {r.scenario.images_per_request} image(s) "
-            f"| {r.scenario.concurrency} | {r.requests_per_s:.0f} | {r.images_per_s:.0f} "
+            f"| {r.scenario.concurrency} | {r.requests_per_s:.0f} "
+            f"({min(r.each_requests_per_s):.0f}-{max(r.each_requests_per_s):.0f}) "
+            f"| {r.images_per_s:.0f} "
             f"| {r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.p99_ms:.1f} | {r.errors} | {ratio} | {p99} |"
         )
     return "\n".join(lines)
 
 
 def report(args: argparse.Namespace, results: list[Result], command: str) -> str:
-
     return "\n".join(
         [
             "# Serving benchmark: the service vs a naive FastAPI endpoint",
@@ -313,7 +343,10 @@ def report(args: argparse.Namespace, results: list[Result], command: str) -> str
             f"- model: {args.model} on CPU, {len(args.server_cpus)} torch thread(s); both servers "
             f"pinned to CPU(s) {args.server_cpus}, load process to CPU(s) {args.load_cpus}",
             f"- service: FMNIST_MAX_BATCH_SIZE={args.max_batch_size}, "
-            f"FMNIST_MAX_BATCH_WAIT_MS={args.max_batch_wait_ms}; naive: a forward pass per request",
+            f"FMNIST_MAX_BATCH_WAIT_MS={args.max_batch_wait_ms}; naive: a forward pass per request"
+            "; naive-optimised: the same with BatchNorm folded and channels-last weights",
+            f"- each scenario run {args.repeats} times against the same server: median req/s "
+            "(range), median latency percentiles",
             "- requests: multipart /classify with real 28x28 PNG test images; latency in ms as "
             "seen by the load process",
             "",
@@ -354,9 +387,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=cpus[-1:],
         help="comma-separated CPU ids for the load process",
     )
+    parser.add_argument("--repeats", type=int, default=3, help="runs per scenario and server")
     parser.add_argument("--output", default="reports/bench_serve.md")
     # Internal modes: the reference server, and the load process.
     parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--optimised", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--body", help=argparse.SUPPRESS)
     parser.add_argument("--content-type", help=argparse.SUPPRESS)
@@ -369,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.naive_server:
         threads = int(os.environ.get("FMNIST_TORCH_THREADS", "1"))
-        return serve_naive(args.model, args.checkpoint_dir, args.port, threads)
+        return serve_naive(args.model, args.checkpoint_dir, args.port, threads, args.optimised)
     if args.load:
         body = Path(args.body).read_bytes()
         load = drive(args.load, body, args.content_type, args.concurrency, args.requests)
@@ -390,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
             path.write_bytes(body)
             bodies[count] = (path, content_type)
         results = []
-        for kind in ("naive", "service"):
+        for kind in SERVERS:
             print(f"{kind}:", flush=True)
             results += measure(kind, args, scenarios, bodies)
     command = " ".join(
