@@ -65,6 +65,14 @@ def _per_class_table(card: dict[str, Any]) -> str:
     return "\n".join([header, rule, values])
 
 
+def _recipe(recipe: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{key.replace('_', ' ')} {'+'.join(value) if isinstance(value, list) else value}"
+        for key, value in recipe.items()
+        if value not in (None, [], 0.0)
+    )
+
+
 def write_reports_readme(cards: dict[str, dict[str, Any]], path: Path) -> Path:
     """reports/README.md: the results table, then each model's figures with its numbers."""
     parts = [
@@ -84,12 +92,19 @@ def write_reports_readme(cards: dict[str, dict[str, Any]], path: Path) -> Path:
             "",
             f"Trained with `{training['command']}` (seed {training['seed']}) on "
             f"{training['device']} with {training['threads']} threads in {_minutes(card)}.",
+            f"Recipe: {_recipe(training['recipe'])}; {training['optimizer']}.",
             "",
         ]
         if card["kind"] == "classifier":
             parts += ["Per-class test accuracy (%):", "", _per_class_table(card), ""]
         else:
-            parts += [f"Latent size {card['hyper_parameters']['latent_dim']}.", ""]
+            parts += [
+                f"Latent size {card['hyper_parameters']['latent_dim']}, chosen with headroom: "
+                "dimensions the VAE does not need fall back to the prior (KL near 0, see "
+                "`vae_latent_usage.png` for how many it uses), so a larger latent costs only "
+                "parameters, while a smaller one would cap what it can encode.",
+                "",
+            ]
         parts += [f"![{name} {figure}]({name}_{figure}.png)" for figure in FIGURES[card["kind"]]]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts) + "\n")
