@@ -14,10 +14,10 @@ from ml.data import DatasetError, FashionMNIST, load_fashion_mnist
 from ml.evaluate import classifier_metrics, vae_metrics
 
 # Floors the shipped checkpoints must hold (the original report: LeNet 79%, MyNet 84%).
-# The project's goals are 91.0% / 94.0% / 238 nats; MyNet (93.8%) and the VAE (238.8) are
-# still short of theirs, see the README.
-ACCURACY_TARGETS = {"lenet": 0.910, "mynet": 0.935}
-VAE_TARGET_NATS = 240.0
+# The project's goals are 91.0% / 94.0% / 238 nats. MyNet's shipped 93.95% is still just short of
+# its goal (see the README), so its floor sits just below what it reaches.
+ACCURACY_TARGETS = {"lenet": 0.910, "mynet": 0.939}
+VAE_TARGET_NATS = 238.0
 
 
 @pytest.fixture(scope="module")
