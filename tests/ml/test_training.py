@@ -39,10 +39,13 @@ def test_card_records_how_and_how_well(quick_run, name: str) -> None:
     if card["kind"] == "classifier":
         assert len(test["confusion_matrix"]) == 10
         assert sum(map(sum, test["confusion_matrix"])) == test["count"] == 1_000
-        # The synthetic classes are trivially separable: even one small epoch learns them.
-        assert test["accuracy"] > 0.5
+        # The synthetic classes are trivially separable: even one small epoch learns them, well
+        # above the 10% of chance (MyNet's weight average still lags its 16 steps of training).
+        assert test["accuracy"] > 0.3
     else:
         assert test["kl"] > 0 and test["loss"] == pytest.approx(test["bce"] + test["kl"], abs=0.01)
+    averaged = "weights averaged" in card["training"]["optimizer"]
+    assert averaged == (name in ("mynet", "vae"))  # the recipes that ask for it
 
 
 @pytest.mark.parametrize("name", ["lenet", "mynet", "vae"])
