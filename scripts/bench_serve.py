@@ -66,7 +66,8 @@ class Result:
     scenario: Scenario
     runs: list[dict]  # what `drive` returns, one per repeat
 
-    def _median(self, key: str) -> float:
+    def median(self, key: str) -> float:
+        """The median over the repeats of one of `drive`'s figures, e.g. "p99_ms"."""
         return float(np.median([run[key] for run in self.runs]))
 
     @property
@@ -84,18 +85,6 @@ class Result:
     @property
     def errors(self) -> int:
         return sum(run["errors"] for run in self.runs)
-
-    @property
-    def p50_ms(self) -> float:
-        return self._median("p50_ms")
-
-    @property
-    def p90_ms(self) -> float:
-        return self._median("p90_ms")
-
-    @property
-    def p99_ms(self) -> float:
-        return self._median("p99_ms")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,7 +281,7 @@ def measure(
             result = Result(kind, scenario, runs)
             print(
                 f"  {kind:15} {scenario.name:22} {result.requests_per_s:8.0f} req/s "
-                f"{result.images_per_s:8.0f} images/s  p99 {result.p99_ms:7.1f} ms",
+                f"{result.images_per_s:8.0f} images/s  p99 {result.median('p99_ms'):7.1f} ms",
                 flush=True,
             )
             results.append(result)
@@ -320,13 +309,14 @@ def table(results: list[Result]) -> str:
     ):
         base = naive.get(r.scenario)
         ratio = f"{r.requests_per_s / base.requests_per_s:.2f}x" if base else ""
-        p99 = f"{r.p99_ms / base.p99_ms:.2f}x" if base else ""
+        p99 = f"{r.median('p99_ms') / base.median('p99_ms'):.2f}x" if base else ""
         lines.append(
             f"| {r.server} | {r.scenario.requests} x {r.scenario.images_per_request} image(s) "
             f"| {r.scenario.concurrency} | {r.requests_per_s:.0f} "
             f"({min(r.each_requests_per_s):.0f}-{max(r.each_requests_per_s):.0f}) "
             f"| {r.images_per_s:.0f} "
-            f"| {r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.p99_ms:.1f} | {r.errors} | {ratio} | {p99} |"
+            + "".join(f"| {r.median(key):.1f} " for key in ("p50_ms", "p90_ms", "p99_ms"))
+            + f"| {r.errors} | {ratio} | {p99} |"
         )
     return "\n".join(lines)
 

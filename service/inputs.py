@@ -127,20 +127,30 @@ async def _multipart_items(
 
 async def _decode_files(items: list[_Item], invert: InvertMode, settings: Settings) -> np.ndarray:
     """Uploaded image files -> N x 28 x 28: on the loop when small (see the module docstring)."""
+    data = [item.value for item in items]
+    assert all(isinstance(value, bytes) for value in data)
+    # Headers only, and only until the request is known to be too big to decode here, so a
+    # request of many images does not read all its headers on the loop.
     opened = []
-    for item in items:
-        assert isinstance(item.value, bytes)
-        opened.append(imaging.open_image(item.value, settings.max_image_pixels, item.what))
+    pixels = 0
+    for item, value in zip(items, data, strict=True):
+        opened.append(imaging.open_image(value, settings.max_image_pixels, item.what))
+        pixels += opened[-1].width * opened[-1].height
+        if pixels > INLINE_DECODE_PIXELS:
+            break
 
     def decode() -> np.ndarray:
-        return np.stack(
-            [
-                imaging.to_model_input(image, invert, item.what)
-                for image, item in zip(opened, items, strict=True)
-            ]
-        )
+        arrays = [
+            imaging.to_model_input(image, invert, item.what)
+            for image, item in zip(opened, items, strict=False)
+        ]
+        arrays += [
+            imaging.decode(value, invert, settings.max_image_pixels, item.what)
+            for item, value in zip(items[len(opened) :], data[len(opened) :], strict=True)
+        ]
+        return np.stack(arrays)
 
-    if sum(image.width * image.height for image in opened) <= INLINE_DECODE_PIXELS:
+    if pixels <= INLINE_DECODE_PIXELS:
         return decode()
     return await run_in_threadpool(decode)
 
