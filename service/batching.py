@@ -1,8 +1,9 @@
 """A dynamic batcher: concurrent requests for one model operation share one forward pass.
 
-Requests put their images in a queue and await a future. A single loop task takes the oldest
-request, waits until the batch is full or the oldest request has waited `max_wait_s`, then runs
-the whole batch in the model's worker thread, so the event loop never blocks on inference.
+Requests put their inputs (numpy arrays) in a queue and await a future. A single loop task takes
+the oldest request, waits until the batch is full or the oldest request has waited `max_wait_s`,
+then joins the batch and runs it in the model's worker thread, so the event loop never blocks on
+inference; its per-request work is a queue entry and a slice of the outputs.
 Requests that queued while a batch was running have already waited, so they go at once.
 The queue is bounded in images; past the bound, requests are refused with `Overloaded` (503 with
 Retry-After) instead of waiting without limit. A request into an empty queue is always taken.
@@ -18,19 +19,19 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-import torch
+import numpy as np
 
 from service.errors import NotReady, Overloaded
 from service.metrics import Metrics
 
-BatchFn = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
-"""Inputs stacked along dim 0 -> outputs, each with the same first dimension as the inputs."""
+BatchFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
+"""Inputs stacked along axis 0 -> outputs, each with the same first dimension as the inputs."""
 
 
 @dataclass
 class _Job:
-    inputs: torch.Tensor
-    future: asyncio.Future[tuple[torch.Tensor, ...]]
+    inputs: np.ndarray
+    future: asyncio.Future[tuple[np.ndarray, ...]]
     enqueued_at: float = field(default_factory=time.monotonic)
 
 
@@ -78,7 +79,7 @@ class Batcher:
             self._fail(self._jobs.popleft(), NotReady("the service is shutting down"))
         self._set_queued(0)
 
-    async def submit(self, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    async def submit(self, inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         """Run `fn` on `inputs` as part of some batch; returns this request's slice of outputs."""
         if not self.running:
             raise NotReady(f"{self.model}/{self.op} is not running")
@@ -89,17 +90,17 @@ class Batcher:
                 f"({self._queued_images} images waiting); retry later"
             )
         loop = asyncio.get_running_loop()
-        futures = []
-        for chunk in inputs.split(self.max_batch):
-            job = _Job(chunk, loop.create_future())
-            self._jobs.append(job)
-            futures.append(job.future)
+        jobs = [
+            _Job(inputs[start : start + self.max_batch], loop.create_future())
+            for start in range(0, count, self.max_batch)
+        ]
+        self._jobs.extend(jobs)
         self._set_queued(self._queued_images + count)
         self._arrived.set()
-        results = await asyncio.gather(*futures)
-        if len(results) == 1:
-            return results[0]
-        return tuple(torch.cat(parts) for parts in zip(*results, strict=True))
+        if len(jobs) == 1:
+            return await jobs[0].future
+        results = await asyncio.gather(*(job.future for job in jobs))
+        return tuple(np.concatenate(parts) for parts in zip(*results, strict=True))
 
     async def _serve(self) -> None:
         while True:
@@ -136,23 +137,28 @@ class Batcher:
         return jobs
 
     async def _run(self, jobs: list[_Job]) -> None:
-        inputs = torch.cat([job.inputs for job in jobs])
+        parts = [job.inputs for job in jobs]
         started = time.perf_counter()
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self.fn, inputs
+                self._executor, self._run_batch, parts
             )
         except Exception as exc:
             for job in jobs:
                 self._fail(job, exc)
             return
-        self._metrics.observe_batch(self.model, self.op, len(inputs), time.perf_counter() - started)
+        size = sum(len(part) for part in parts)
+        self._metrics.observe_batch(self.model, self.op, size, time.perf_counter() - started)
         start = 0
         for job in jobs:
             end = start + len(job.inputs)
             if not job.future.done():
                 job.future.set_result(tuple(output[start:end] for output in outputs))
             start = end
+
+    def _run_batch(self, parts: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+        """In the worker thread: join the requests' inputs and run the batch."""
+        return self.fn(parts[0] if len(parts) == 1 else np.concatenate(parts))
 
     def _set_queued(self, images: int) -> None:
         self._queued_images = images

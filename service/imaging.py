@@ -52,8 +52,8 @@ def open_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image
 def to_model_input(image: Image.Image, invert: InvertMode, what: str = "image") -> np.ndarray:
     """Decode an opened image's pixels -> 28x28 float32 in [0, 1]."""
     try:
-        image = ImageOps.exif_transpose(image)  # decodes the first frame
-        image.load()
+        image.load()  # decodes the first frame
+        ImageOps.exif_transpose(image, in_place=True)
     except Exception:
         raise InvalidImage(f"{what}: truncated or corrupt {image.format or ''} image") from None
     return prepare(_grayscale(image), invert)
@@ -119,7 +119,9 @@ def _grayscale(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
-    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    if image.mode != "L":
+        image = image.convert("L")
+    return np.asarray(image, dtype=np.float32) / 255.0
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from starlette.concurrency import run_in_threadpool
 from torch import nn
@@ -47,23 +48,29 @@ class LoadedModel:
     def latent_dim(self) -> int | None:
         return self.model.latent_dim if isinstance(self.model, ConvVAE) else None
 
-    async def run(self, op: str, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    async def run(self, op: str, inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         """Run operation `op` (see `operations`) on `inputs` through its batcher."""
         return await self.batchers[op].submit(inputs)
 
 
 def operations(model: nn.Module, device: torch.device) -> dict[str, BatchFn]:
-    """What each model can be asked to do, as batch functions from CPU tensors to CPU tensors.
+    """What each model can be asked to do, as batch functions from numpy arrays to numpy arrays
+    (the tensors, the device and the channel dimension stay in here, in the worker thread).
 
-    Classifiers: `classify` (images -> probabilities), `embed:<layer>` (images -> vectors).
-    VAE: `embed:latent` (images -> latent means), `reconstruct` (images -> reconstructions of the
-    latent means, BCE and KL per image), `decode` (latents -> images).
+    Classifiers: `classify` (N x 28 x 28 images -> N x 10 probabilities), `embed:<layer>`
+    (images -> vectors). VAE: `embed:latent` (images -> latent means), `reconstruct` (images ->
+    reconstructions of the latent means, BCE and KL per image), `decode` (latents -> images).
     """
 
-    def on_device(compute: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]) -> BatchFn:
-        def run(inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def on_device(
+        compute: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], images_in: bool = True
+    ) -> BatchFn:
+        def run(inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+            x = torch.from_numpy(inputs)
+            if images_in:
+                x = x.unsqueeze(1)  # N x 1 x 28 x 28
             with torch.inference_mode():
-                return tuple(out.cpu() for out in compute(inputs.to(device)))
+                return tuple(_images_or_values(out.cpu()).numpy() for out in compute(x.to(device)))
 
         return run
 
@@ -80,10 +87,15 @@ def operations(model: nn.Module, device: torch.device) -> dict[str, BatchFn]:
             return torch.sigmoid(logits), bce, kl
 
         ops["reconstruct"] = on_device(reconstruct)
-        ops["decode"] = on_device(lambda z: (model.decode(z),))
+        ops["decode"] = on_device(lambda z: (model.decode(z),), images_in=False)
     else:
         ops["classify"] = on_device(lambda x: (torch.softmax(model(x), dim=1),))
     return ops
+
+
+def _images_or_values(output: torch.Tensor) -> torch.Tensor:
+    """N x 1 x H x W images lose their channel dimension; anything else is returned as is."""
+    return output.squeeze(1) if output.dim() == 4 else output
 
 
 class Runtime:
@@ -175,9 +187,9 @@ class Runtime:
             for op, batcher in loaded.batchers.items():
                 if op == "decode":
                     assert loaded.latent_dim is not None
-                    dummy = torch.zeros(size, loaded.latent_dim)
+                    dummy = np.zeros((size, loaded.latent_dim), dtype=np.float32)
                 else:
-                    dummy = torch.zeros(size, 1, IMAGE_SIZE, IMAGE_SIZE)
+                    dummy = np.zeros((size, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
                 await batcher.submit(dummy)
 
 

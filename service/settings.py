@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     max_images_per_request: int = Field(256, ge=1, description="most images in one request")
     api_key: SecretStr | None = Field(None, description="when set, required on every model route")
     log_format: Literal["text", "json"] = "text"
+    opentelemetry: bool = Field(
+        False,
+        description="FastAPI's built-in OpenTelemetry spans, metrics and logs, for a process "
+        "with an OpenTelemetry provider configured; off, requests skip its per-request checks "
+        "(the Prometheus /metrics are always on)",
+    )
     instance_id: str = Field(
         default_factory=socket.gethostname, description="sent back in the X-Instance-Id header"
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-import torch
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -56,8 +55,7 @@ async def embed(
             f"layer {layer!r} does not exist in {model}; choose {' or '.join(loaded.layers)}"
         )
     images = await read_images(request, invert, runtime.settings)
-    (vectors,) = await loaded.run(f"embed:{layer}", torch.from_numpy(images).unsqueeze(1))
-    vectors = vectors.numpy()
+    (vectors,) = await loaded.run(f"embed:{layer}", images)
     pca_map = loaded.card["embedding_maps"][layer]
     coordinates = project(vectors, pca_map)
     if wants_png(request, output_format):

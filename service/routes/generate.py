@@ -48,7 +48,6 @@ async def generate(
     assert loaded.latent_dim is not None
     seed = secrets.randbelow(2**31) if seed is None else seed
     (images,) = await loaded.run("decode", latent.sample_prior(n, loaded.latent_dim, seed))
-    images = images.squeeze(1).numpy()
     if wants_png(request, output_format):
         columns = next(c for c in range(1, n + 1) if c * c >= n)  # ceil(sqrt(n))
         return png_response(await run_in_threadpool(plots.grid, list(images), columns, scale))

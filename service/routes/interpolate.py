@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-import torch
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -49,10 +48,9 @@ async def interpolate(
 ) -> InterpolateResponse | Response:
     loaded = runtime.get(MODEL, "/interpolate", kind="autoencoder")
     pair = await read_pair(request, invert, runtime.settings)
-    (means,) = await loaded.run("embed:latent", torch.from_numpy(pair).unsqueeze(1))
+    (means,) = await loaded.run("embed:latent", pair)
     latents = latent.interpolate(means[0], means[1], steps, method)
     (frames,) = await loaded.run("decode", latents)
-    frames = frames.squeeze(1).numpy()
     if wants_png(request, output_format):
         strip = await run_in_threadpool(plots.grid, list(frames), steps, scale)
         return png_response(strip)
@@ -62,5 +60,5 @@ async def interpolate(
         method=method,
         steps=steps,
         frames=encoded,
-        latents=np.round(latents.numpy(), 6).tolist(),
+        latents=np.round(latents, 6).tolist(),
     )

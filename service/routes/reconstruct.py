@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -44,8 +43,7 @@ async def reconstruct(
 ) -> ReconstructResponse | Response:
     loaded = runtime.get(MODEL, "/reconstruct", kind="autoencoder")
     images = await read_images(request, invert, runtime.settings)
-    outputs, bce, kl = await loaded.run("reconstruct", torch.from_numpy(images).unsqueeze(1))
-    outputs = outputs.squeeze(1).numpy()
+    outputs, bce, kl = await loaded.run("reconstruct", images)
     if wants_png(request, output_format):
         grid = await run_in_threadpool(plots.comparison_grid, images, outputs, scale)
         return png_response(grid)

@@ -7,8 +7,8 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
-import torch
 
 from service.batching import Batcher
 from service.errors import NotReady, Overloaded
@@ -23,9 +23,9 @@ def make(fn, **limits) -> Batcher:
 
 
 def doubled(sizes: list[int]):
-    def fn(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def fn(x: np.ndarray) -> tuple[np.ndarray, ...]:
         sizes.append(len(x))
-        return x * 2, x.sum(dim=1)
+        return x * 2, x.sum(axis=1)
 
     return fn
 
@@ -34,11 +34,11 @@ async def test_concurrent_requests_share_batches_and_get_their_own_results():
     sizes: list[int] = []
     batcher = make(doubled(sizes))
     batcher.start()
-    inputs = [torch.full((1, 3), float(i)) for i in range(20)]
+    inputs = [np.full((1, 3), float(i)) for i in range(20)]
     results = await asyncio.gather(*(batcher.submit(x) for x in inputs))
     await batcher.stop()
     for x, (double, total) in zip(inputs, results, strict=True):
-        assert torch.equal(double, x * 2) and torch.equal(total, x.sum(dim=1))
+        assert np.array_equal(double, x * 2) and np.array_equal(total, x.sum(axis=1))
     assert sum(sizes) == 20 and max(sizes) == 8  # full batches formed
     samples = batcher._metrics.batch_size.labels("m", "op")._sum.get()
     assert samples == 20
@@ -48,10 +48,10 @@ async def test_a_large_request_is_split_into_batches():
     sizes: list[int] = []
     batcher = make(doubled(sizes))
     batcher.start()
-    x = torch.arange(60.0).reshape(20, 3)
-    double, _ = await batcher.submit(x)
+    x = np.arange(60.0).reshape(20, 3)
+    double, total = await batcher.submit(x)
     await batcher.stop()
-    assert torch.equal(double, x * 2)
+    assert np.array_equal(double, x * 2) and np.array_equal(total, x.sum(axis=1))
     assert sizes == [8, 8, 4]
 
 
@@ -60,7 +60,7 @@ async def test_a_lone_request_waits_at_most_max_wait():
     batcher.start()
     loop = asyncio.get_running_loop()
     started = loop.time()
-    await batcher.submit(torch.zeros(1, 3))
+    await batcher.submit(np.zeros((1, 3)))
     assert loop.time() - started < 0.5
     await batcher.stop()
 
@@ -75,18 +75,18 @@ async def test_full_queue_refuses_but_an_empty_queue_takes_any_request():
 
     batcher = make(held, max_batch=4, max_queue=4, max_wait_s=0)
     batcher.start()
-    first = asyncio.create_task(batcher.submit(torch.zeros(4, 1)))  # runs, holding the thread
+    first = asyncio.create_task(batcher.submit(np.zeros((4, 1))))  # runs, holding the thread
     while not started.is_set():
         await asyncio.sleep(0.005)
-    second = asyncio.create_task(batcher.submit(torch.zeros(3, 1)))  # waits in the queue
+    second = asyncio.create_task(batcher.submit(np.zeros((3, 1))))  # waits in the queue
     await asyncio.sleep(0.01)
     assert batcher.queued_images == 3
     with pytest.raises(Overloaded) as refused:
-        await batcher.submit(torch.zeros(2, 1))
+        await batcher.submit(np.zeros((2, 1)))
     assert refused.value.headers == {"Retry-After": "1"}
     release.set()
     await asyncio.gather(first, second)
-    assert len((await batcher.submit(torch.zeros(10, 1)))[0]) == 10  # larger than the queue
+    assert len((await batcher.submit(np.zeros((10, 1))))[0]) == 10  # larger than the queue
     await batcher.stop()
 
 
@@ -97,7 +97,7 @@ async def test_errors_reach_every_request_of_the_batch():
     batcher = make(broken)
     batcher.start()
     results = await asyncio.gather(
-        *(batcher.submit(torch.zeros(1, 1)) for _ in range(3)), return_exceptions=True
+        *(batcher.submit(np.zeros((1, 1))) for _ in range(3)), return_exceptions=True
     )
     assert all(isinstance(r, ValueError) for r in results)
     assert batcher.running
@@ -108,8 +108,8 @@ async def test_stop_fails_waiting_requests_and_refuses_new_ones():
     release = threading.Event()
     batcher = make(lambda x: (release.wait(5), (x,))[1], max_batch=1, max_wait_s=0)
     batcher.start()
-    running = asyncio.create_task(batcher.submit(torch.zeros(1, 1)))
-    waiting = asyncio.create_task(batcher.submit(torch.zeros(1, 1)))
+    running = asyncio.create_task(batcher.submit(np.zeros((1, 1))))
+    waiting = asyncio.create_task(batcher.submit(np.zeros((1, 1))))
     await asyncio.sleep(0.02)
     stopping = asyncio.create_task(batcher.stop())
     await asyncio.sleep(0.02)
@@ -118,7 +118,7 @@ async def test_stop_fails_waiting_requests_and_refuses_new_ones():
     with pytest.raises(NotReady):
         await waiting
     with pytest.raises(NotReady):
-        await batcher.submit(torch.zeros(1, 1))
+        await batcher.submit(np.zeros((1, 1)))
     running.cancel()
 
 
@@ -133,10 +133,10 @@ async def test_requests_whose_client_left_are_skipped():
 
     batcher = make(held, max_batch=4, max_wait_s=0)
     batcher.start()
-    first = asyncio.create_task(batcher.submit(torch.zeros(1, 1)))
+    first = asyncio.create_task(batcher.submit(np.zeros((1, 1))))
     await asyncio.sleep(0.02)
-    abandoned = asyncio.create_task(batcher.submit(torch.zeros(2, 1)))
-    kept = asyncio.create_task(batcher.submit(torch.zeros(1, 1)))
+    abandoned = asyncio.create_task(batcher.submit(np.zeros((2, 1))))
+    kept = asyncio.create_task(batcher.submit(np.zeros((1, 1))))
     await asyncio.sleep(0.01)
     abandoned.cancel()
     release.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,3 +87,9 @@ async def test_only_the_configured_models_are_loaded():
         response = await client.post("/reconstruct", json={"pixels": [[[0] * 28] * 28]})
         assert response.status_code == 422
         assert response.json()["error"]["code"] == "unknown_model"
+
+
+def test_the_readme_documents_every_setting():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [name for name in Settings.model_fields if f"`FMNIST_{name.upper()}`" not in readme]
+    assert not missing, f"settings missing from the README's configuration table: {missing}"
