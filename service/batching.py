@@ -52,6 +52,7 @@ class Batcher:
         self.max_batch, self.max_wait_s, self.max_queue = max_batch, max_wait_s, max_queue
         self._executor = executor
         self._metrics = metrics
+        self._queue_gauge = metrics.queue_depth.labels(model, op)
         self._jobs: deque[_Job] = deque()
         self._queued_images = 0
         self._arrived = asyncio.Event()
@@ -162,7 +163,7 @@ class Batcher:
 
     def _set_queued(self, images: int) -> None:
         self._queued_images = images
-        self._metrics.queue_depth.labels(self.model, self.op).set(images)
+        self._queue_gauge.set(images)
 
     @staticmethod
     def _fail(job: _Job, exc: BaseException) -> None:

@@ -20,10 +20,8 @@ from typing import Literal, NoReturn
 import numpy as np
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import imaging
+from service import imaging, multipart
 from service.errors import (
     InvalidImage,
     InvalidJSON,
@@ -100,29 +98,23 @@ async def _multipart_items(
 ) -> list[_Item]:
     """File fields: every `file` field, or exactly one field per name in `names`."""
     limit = settings.max_images_per_request
-    try:
-        form = await request.form(max_files=limit + 1, max_fields=limit + 16)
-    except StarletteHTTPException as exc:  # python-multipart's complaints, as Starlette words them
-        if "Too many files" in str(exc.detail):
-            raise TooManyImages(f"more than {limit} images in one request") from None
-        raise InvalidImage(f"malformed multipart body: {exc.detail}") from None
+    parts = await multipart.read_parts(request, max_files=limit, max_parts=limit + 16)
     if names is None:
-        values = form.getlist("file")
-        if not values:
+        chosen = [part for part in parts if part.name == "file"]
+        if not chosen:
             raise NoImages(f"no `file` fields in the multipart body; {HOW_TO_SEND}")
-        labelled = [(f"file {i + 1}", value) for i, value in enumerate(values)]
+        labelled = [(f"file {i + 1}", part) for i, part in enumerate(chosen)]
     else:
-        missing = [name for name in names if name not in form]
+        by_name = {part.name: part for part in parts}
+        missing = [name for name in names if name not in by_name]
         if missing:
             raise NoImages(f"missing field(s) {', '.join(missing)}; {HOW_TO_SEND_PAIR}")
-        labelled = [(name, form[name]) for name in names]
+        labelled = [(name, by_name[name]) for name in names]
     _check_count(len(labelled), settings)
-    items = []
-    for what, value in labelled:
-        if not isinstance(value, UploadFile):
+    for what, part in labelled:
+        if not part.is_file:
             raise InvalidImage(f"{what}: expected a file upload, got a text field")
-        items.append(_Item(what, "file", await value.read()))
-    return items
+    return [_Item(what, "file", bytes(part.data)) for what, part in labelled]
 
 
 async def _decode_files(items: list[_Item], invert: InvertMode, settings: Settings) -> np.ndarray:

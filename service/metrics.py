@@ -53,9 +53,20 @@ class Metrics:
             registry=self.registry,
         )
 
+        # labels() takes a lock and checks its arguments on every call: once per label set is
+        # enough (route templates, methods and statuses are few).
+        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route, str(status)).observe(seconds)
+        key = (method, route, status)
+        series = self._request_series.get(key)
+        if series is None:
+            labels = (method, route, str(status))
+            series = self.requests.labels(*labels), self.latency.labels(*labels)
+            self._request_series[key] = series
+        count, latency = series
+        count.inc()
+        latency.observe(seconds)
 
     def observe_batch(self, model: str, op: str, size: int, seconds: float) -> None:
         self.batch_size.labels(model, op).observe(size)

@@ -98,6 +98,25 @@ BAD_BODIES = {
         400,
         "invalid_image",
     ),
+    "multipart without a boundary": (
+        {"content": b"xx", "headers": {"Content-Type": "multipart/form-data"}},
+        400,
+        "invalid_image",
+    ),
+    "multipart garbage": (
+        {"content": b"not a form", "headers": {"Content-Type": "multipart/form-data; boundary=b"}},
+        400,
+        "invalid_image",
+    ),
+    "multipart part without a name": (
+        {
+            "content": b'--b\r\nContent-Disposition: form-data; filename="a.png"\r\n\r\n'
+            b"xx\r\n--b--\r\n",
+            "headers": {"Content-Type": "multipart/form-data; boundary=b"},
+        },
+        400,
+        "invalid_image",
+    ),
     "empty image list": ({"json": {"images": []}}, 400, "no_images"),
     "bad base64": ({"json": {"images": ["not base64!!"]}}, 400, "invalid_image"),
     "base64 of text": ({"json": {"images": ["aGVsbG8="]}}, 400, "invalid_image"),
