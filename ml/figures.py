@@ -79,18 +79,27 @@ def _image_grid(ax: Axes, images: np.ndarray, columns: int) -> None:
     ax.axis("off")
 
 
-def plot_curves(history: list[dict[str, float]], name: str, path: Path) -> Path:
-    """Loss and accuracy (classifiers) or loss, BCE and KL (VAE) per epoch, train and validation."""
+def plot_curves(card: dict, path: Path) -> Path:
+    """Loss and accuracy (classifiers) or loss, BCE and KL (VAE) per epoch, train and validation.
+
+    The training figures are the running means over the epoch's batches as trained (augmented,
+    dropout on, label-smoothed loss, the weights being trained), the validation ones plain (with
+    the averaged weights where the recipe averages them), so the two curves differ even where
+    the model does not overfit; the legend says so.
+    """
+    history, name = card["history"], card["name"]
     epochs = [row["epoch"] for row in history]
     classifier = "val_accuracy" in history[0]
     fig, axes = _subplots(1, 2, (10, 3.8))
     axes = axes[0]
-    axes[0].plot(epochs, [r["train_loss"] for r in history], label="train")
-    axes[0].plot(epochs, [r["val_loss"] for r in history], label="validation")
+    axes[0].plot(epochs, [r["train_loss"] for r in history], label=_train_label(card))
+    axes[0].plot(epochs, [r["val_loss"] for r in history], label=_validation_label(card))
     axes[0].set_title(f"{name}: loss" + ("" if classifier else " (BCE + KL, nats per image)"))
     if classifier:
-        axes[1].plot(epochs, [r["train_accuracy"] * 100 for r in history], label="train")
-        axes[1].plot(epochs, [r["val_accuracy"] * 100 for r in history], label="validation")
+        axes[1].plot(epochs, [r["train_accuracy"] * 100 for r in history], label=_train_label(card))
+        axes[1].plot(
+            epochs, [r["val_accuracy"] * 100 for r in history], label=_validation_label(card)
+        )
         axes[1].set_title(f"{name}: accuracy (%)")
     else:
         axes[1].plot(epochs, [r["val_bce"] for r in history], label="validation BCE")
@@ -101,6 +110,21 @@ def plot_curves(history: list[dict[str, float]], name: str, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, path)
+
+
+def _train_label(card: dict) -> str:
+    recipe = card["training"]["recipe"]
+    conditions = []
+    if recipe.get("augmentations"):
+        conditions.append("augmented")
+    if recipe.get("label_smoothing"):
+        conditions.append(f"label smoothing {recipe['label_smoothing']}")
+    return f"train ({', '.join(conditions)})" if conditions else "train"
+
+
+def _validation_label(card: dict) -> str:
+    averaged = card["training"]["recipe"].get("weight_average")
+    return "validation (averaged weights)" if averaged else "validation"
 
 
 def plot_maps(
@@ -234,7 +258,7 @@ def classifier_figures(
     probabilities = torch.softmax(torch.from_numpy(vectors["logits"]), 1).numpy()
     subset = _tsne_subset(len(test))
     return [
-        _timed("curves", lambda: plot_curves(card["history"], name, out / f"{name}_curves.png")),
+        _timed("curves", lambda: plot_curves(card, out / f"{name}_curves.png")),
         _timed("PCA", lambda: plot_maps(vectors, labels, "pca", name, out / f"{name}_pca.png")),
         _timed(
             "t-SNE",
@@ -308,7 +332,7 @@ def vae_figures(
     samples = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(0))
     subset = _tsne_subset(len(test))
     return [
-        _timed("curves", lambda: plot_curves(card["history"], name, out / f"{name}_curves.png")),
+        _timed("curves", lambda: plot_curves(card, out / f"{name}_curves.png")),
         _timed(
             "reconstructions",
             lambda: plot_reconstructions(
