@@ -70,7 +70,9 @@ MODELS: dict[str, ModelSpec] = {
                 label_smoothing=0.1,
                 weight_average=0.999,
                 # With random erasing and dropout 0.3 as well, the network underfit: 93.4%
-                # training accuracy against 93.6% on validation after 35 epochs.
+                # training accuracy against 93.6% on validation after 35 epochs. A longer
+                # schedule does not help: 80 epochs peaked at 94.40% on validation (epoch 76),
+                # against 94.48% for these 60.
                 augmentations=("flip", "shift"),
             ),
             hyper_parameters={"dropout": 0.2},

@@ -16,8 +16,14 @@ from ml.registry import MODELS
 
 ORIGINAL_REPORT = {"lenet": "79%", "mynet": "84%"}
 SVC_BASELINE = "89.7% (SVC, the best classical model in the Fashion-MNIST benchmark)"
-TABLE_START = "<!-- results:start -->"
-TABLE_END = "<!-- results:end -->"
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The comment lines around a generated block of a markdown file."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+TABLE_START, TABLE_END = markers("results")
 
 
 def load_cards(checkpoint_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -51,10 +57,11 @@ def results_table(cards: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def replace_results_block(readme: str, table: str) -> str:
-    """The README text with the block between the results markers replaced by `table`."""
-    start, end = readme.index(TABLE_START) + len(TABLE_START), readme.index(TABLE_END)
-    return readme[:start] + "\n" + table + "\n" + readme[end:]
+def replace_block(text: str, name: str, block: str) -> str:
+    """`text` with what lies between the `name` markers replaced by `block`."""
+    start_marker, end_marker = markers(name)
+    start, end = text.index(start_marker) + len(start_marker), text.index(end_marker)
+    return text[:start] + "\n" + block + "\n" + text[end:]
 
 
 def _per_class_table(card: dict[str, Any]) -> str:

@@ -12,7 +12,8 @@ concurrency 1, 16 and 64, then 64-image requests) from a separate load process p
 cores, `--repeats` times per scenario. The load process speaks HTTP/1.1 over raw asyncio sockets
 on keep-alive connections, so it costs far less per request than the servers do (an httpx-based
 generator would be the bottleneck). Prints (and writes to --output) a markdown table of the
-median req/s with its range over the repeats, images/s and median p50/p90/p99 latency.
+median req/s with its range over the repeats, images/s and median p50/p90/p99 latency, and puts
+the headline and the table in the README's bench block.
 
     python scripts/bench_serve.py
     python scripts/bench_serve.py --requests 500   # a quicker run
@@ -44,6 +45,7 @@ from PIL import Image
 import ml
 from ml.data import load_split, locate
 from ml.models import optimise_for_inference
+from ml.report import markers, replace_block
 from service.imaging import decode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -321,6 +323,27 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def summary(results: list[Result]) -> str:
+    """The headline: the service against the naive endpoint at the highest concurrency."""
+    single = [r for r in results if r.scenario.images_per_request == 1]
+    top = max(r.scenario.concurrency for r in single)
+    by_server = {r.server: r for r in single if r.scenario.concurrency == top}
+    service, naive = by_server["service"], by_server["naive"]
+
+    def rate(r: Result) -> str:
+        return (
+            f"{r.requests_per_s:.0f} req/s "
+            f"(range {min(r.each_requests_per_s):.0f}-{max(r.each_requests_per_s):.0f})"
+        )
+
+    return (
+        f"At concurrency {top} (single-image requests) the service answered {rate(service)} "
+        f"against the naive endpoint's {rate(naive)}: "
+        f"**{service.requests_per_s / naive.requests_per_s:.2f}x** the throughput, with a p99 "
+        f"of {service.median('p99_ms'):.0f} ms against {naive.median('p99_ms'):.0f} ms."
+    )
+
+
 def report(args: argparse.Namespace, results: list[Result], command: str) -> str:
     return "\n".join(
         [
@@ -339,6 +362,8 @@ def report(args: argparse.Namespace, results: list[Result], command: str) -> str
             "(range), median latency percentiles",
             "- requests: multipart /classify with real 28x28 PNG test images; latency in ms as "
             "seen by the load process",
+            "",
+            summary(results),
             "",
             table(results),
             "",
@@ -379,6 +404,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario and server")
     parser.add_argument("--output", default="reports/bench_serve.md")
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        default=REPO / "README.md",
+        help="file whose bench block gets the summary and table (skipped if it has none)",
+    )
     # Internal modes: the reference server, and the load process.
     parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--optimised", action="store_true", help=argparse.SUPPRESS)
@@ -425,6 +456,11 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + text)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(text)
+    readme = args.readme.read_text() if args.readme.is_file() else ""
+    if markers("bench")[0] in readme:
+        block = f"{summary(results)}\n\n{table(results)}"
+        args.readme.write_text(replace_block(readme, "bench", block))
+        print(f"updated the bench block in {args.readme}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from ml.checkpoint import load_model
 from ml.data import load_fashion_mnist
 from ml.devices import resolve_device
 from ml.figures import draw_figures
-from ml.report import load_cards, replace_results_block, results_table, write_reports_readme
+from ml.report import load_cards, replace_block, results_table, write_reports_readme
 
 
 def main() -> None:
@@ -36,7 +36,9 @@ def main() -> None:
         print(f"{name}: figures in {time.perf_counter() - started:.1f} s")
     print(f"wrote {write_reports_readme(cards, args.reports / 'README.md')}")
     if args.readme.is_file():
-        args.readme.write_text(replace_results_block(args.readme.read_text(), results_table(cards)))
+        args.readme.write_text(
+            replace_block(args.readme.read_text(), "results", results_table(cards))
+        )
         print(f"updated the results table in {args.readme}")
 
 

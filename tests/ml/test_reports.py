@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ml.report import TABLE_END, TABLE_START, load_cards, results_table
+from ml.report import TABLE_END, TABLE_START, load_cards, markers, results_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,3 +22,13 @@ def test_reports_readme_shows_figures_that_exist() -> None:
     assert len(figures) >= 16
     missing = [f for f in figures if not (ROOT / "reports" / f).is_file()]
     assert not missing
+
+
+def test_readme_benchmark_block_is_the_measured_report() -> None:
+    """The README's benchmark figures are the ones `scripts/bench_serve.py` last wrote."""
+    start, end = markers("bench")
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index(start) + len(start) : readme.index(end)].strip()
+    report = (ROOT / "reports" / "bench_serve.md").read_text()
+    assert "| service |" in block and "| naive |" in block
+    assert block in report
