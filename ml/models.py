@@ -15,6 +15,12 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return (x - PIXEL_MEAN) / PIXEL_STD
 
 
+def _pad_to_32(normalised: torch.Tensor) -> torch.Tensor:
+    """28 x 28 -> 32 x 32. Padding after normalising makes the border the background value the
+    network sees elsewhere."""
+    return F.pad(normalised, (2, 2, 2, 2), value=-PIXEL_MEAN / PIXEL_STD)
+
+
 class Classifier(nn.Module):
     """A convolutional trunk, then a penultimate feature vector, then the logits."""
 
@@ -40,8 +46,7 @@ class LeNet5(Classifier):
         self.fc3 = nn.Linear(84, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        # Pad after normalising so the border is the background value the network sees elsewhere.
-        x = F.pad(_normalise(x), (2, 2, 2, 2), value=-PIXEL_MEAN / PIXEL_STD)
+        x = _pad_to_32(_normalise(x))
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = F.relu(self.fc1(x.flatten(1)))
@@ -60,7 +65,8 @@ def _conv_bn(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 class MyNet(Classifier):
-    """conv 32 -> 64 -> 64 (3x3, BatchNorm), max-pool after the first two, fc 4096 -> 128 -> 10."""
+    """On 32 x 32 input (28 x 28 padded by 2): conv 32 -> 64 -> 64 (3x3, BatchNorm), max-pool after
+    the first two, fc 4096 (64 x 8 x 8) -> 128 -> 10."""
 
     def __init__(self, num_classes: int = 10, dropout: float = 0.3) -> None:
         super().__init__()
@@ -68,12 +74,13 @@ class MyNet(Classifier):
         self.conv2 = _conv_bn(32, 64)
         self.conv3 = _conv_bn(64, 64)
         self.dropout = nn.Dropout(dropout)
-        self.fc1 = nn.Linear(64 * 7 * 7, 128)
+        self.fc1 = nn.Linear(64 * 8 * 8, 128)
         self.fc2 = nn.Linear(128, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(self.conv1(_normalise(x)), 2)
-        x = F.max_pool2d(self.conv2(x), 2)
+        x = _pad_to_32(_normalise(x))
+        x = F.max_pool2d(self.conv1(x), 2)  # 32 -> 16
+        x = F.max_pool2d(self.conv2(x), 2)  # 16 -> 8
         x = self.conv3(x).flatten(1)
         return F.relu(self.fc1(self.dropout(x)))
 

@@ -98,7 +98,7 @@ def write_reports_readme(cards: dict[str, dict[str, Any]], path: Path) -> Path:
             f"## `{name}`: {card['description']}",
             "",
             f"Trained with `{training['command']}` (seed {training['seed']}) on "
-            f"{training['device']} with {training['threads']} threads in {_minutes(card)}.",
+            f"{training['device']} (threads: {training['threads']}) in {_minutes(card)}.",
             f"Recipe: {_recipe(training['recipe'])}; {training['optimizer']}.",
             "",
         ]

@@ -140,7 +140,7 @@ class ModelInfo(BaseModel):
             "name": "mynet",
             "kind": "classifier",
             "description": "conv 32-64-64 (3x3, BatchNorm), 2 max-pools, fc 4096-128-10",
-            "parameters": 458730,
+            "parameters": 581610,
             "device": "cpu",
             "sha256": "438398b87f19cf0d5f0039dc050e223773dd8afb2f730a781597526985a64cbc",
             "test_metrics": {"loss": 0.24, "accuracy": 0.935},

@@ -15,7 +15,7 @@ def parameter_count(model: torch.nn.Module) -> int:
 
 @pytest.mark.parametrize(
     ("model", "parameters", "feature_dim"),
-    [(LeNet5(), 61_706, 84), (MyNet(), 458_730, 128)],
+    [(LeNet5(), 61_706, 84), (MyNet(), 581_610, 128)],
 )
 def test_classifier_shapes_and_size(model, parameters: int, feature_dim: int) -> None:
     x = torch.rand(5, 1, 28, 28)
