@@ -1,0 +1,189 @@
+"""Check a running service from outside, as its users do: scripts/container_check.sh runs this
+against the container it started.
+
+    python scripts/container_probe.py http://127.0.0.1:18080 [--ready-timeout 30] [--images 200]
+
+1. waits for /readyz to answer 200 and reports how long that took (fails past --ready-timeout);
+2. classifies the first --images images of the real Fashion-MNIST test set, each as its own PNG
+   upload, and requires MyNet's accuracy on them to be within three standard errors of the
+   test accuracy its card records;
+3. calls every operation the service's OpenAPI document lists once, and fails when one is not
+   covered here, so a new endpoint cannot go unchecked.
+
+Exit status 0 when all hold; the figures go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from ml.cards import read_card
+from ml.data import load_split, locate
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "mynet"
+
+
+class ProbeError(RuntimeError):
+    """The service did not answer as it should."""
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def expect(response: httpx.Response, content_type: str = "application/json") -> httpx.Response:
+    request = f"{response.request.method} {response.request.url.path}"
+    if response.status_code != 200:
+        raise ProbeError(f"{request}: {response.status_code} {response.text[:300]}")
+    if not response.headers.get("content-type", "").startswith(content_type):
+        raise ProbeError(f"{request}: content-type {response.headers.get('content-type')}")
+    return response
+
+
+def wait_ready(client: httpx.Client, timeout_s: float) -> float:
+    """Seconds until /readyz answers 200, counted from this call."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        try:
+            if client.get("/readyz", timeout=2).status_code == 200:
+                return time.monotonic() - start
+        except httpx.TransportError:
+            pass  # not listening yet
+        time.sleep(0.1)
+    raise ProbeError(f"/readyz did not answer 200 within {timeout_s:.0f} s")
+
+
+def check_accuracy(client: httpx.Client, images: np.ndarray, labels: np.ndarray) -> None:
+    def classify(pixels: np.ndarray) -> int:
+        response = client.post(
+            "/classify",
+            params={"model": MODEL, "invert": "false"},
+            files={"file": ("image.png", png(pixels), "image/png")},
+        )
+        return expect(response).json()["predictions"][0]["class_id"]
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        predicted = np.array(list(pool.map(classify, images)))
+    elapsed = time.monotonic() - start
+    accuracy = float((predicted == labels).mean())
+    card = read_card(MODEL, REPO / "checkpoints")["metrics"]["test"]["accuracy"]
+    floor = card - 3 * math.sqrt(card * (1 - card) / len(labels))
+    print(
+        f"classify: {len(labels)} test images in {elapsed:.1f} s, {MODEL} accuracy {accuracy:.2%} "
+        f"(card: {card:.2%} on 10,000; required here: at least {floor:.2%})"
+    )
+    if accuracy < floor:
+        raise ProbeError(f"accuracy {accuracy:.2%} is below {floor:.2%}")
+
+
+def every_endpoint(sample: bytes, other: bytes) -> dict[tuple[str, str], Callable]:
+    """One call per OpenAPI operation, each a function of the client that checks the answer."""
+    upload = {"file": ("sample.png", sample, "image/png")}
+
+    def classify(client: httpx.Client) -> None:
+        body = expect(client.post("/classify", params={"top_k": 3}, files=upload)).json()
+        assert len(body["predictions"][0]["top_k"]) == 3, body
+
+    def embed(client: httpx.Client) -> None:
+        body = expect(client.post("/embed", params={"model": "vae"}, files=upload)).json()
+        assert body["dimension"] == len(body["embeddings"][0]["vector"]), body
+
+    def reconstruct(client: httpx.Client) -> None:
+        expect(client.post("/reconstruct", params={"format": "png"}, files=upload), "image/png")
+
+    def interpolate(client: httpx.Client) -> None:
+        files = {
+            "start": ("start.png", sample, "image/png"),
+            "end": ("end.png", other, "image/png"),
+        }
+        body = expect(client.post("/interpolate", params={"steps": 4}, files=files)).json()
+        assert len(body["frames"]) == 4, body
+
+    def generate(client: httpx.Client) -> None:
+        body = expect(client.post("/generate", params={"n": 2, "seed": 1})).json()
+        assert len(body["images"]) == 2, body
+
+    def models(client: httpx.Client) -> None:
+        expect(client.get("/models"))
+
+    def model(client: httpx.Client) -> None:
+        assert expect(client.get(f"/models/{MODEL}")).json()["name"] == MODEL
+
+    def health(path: str) -> Callable[[httpx.Client], None]:
+        return lambda client: expect(client.get(path))
+
+    def metrics(client: httpx.Client) -> None:
+        assert "fmnist" in expect(client.get("/metrics"), "text/plain").text
+
+    return {
+        ("POST", "/classify"): classify,
+        ("POST", "/embed"): embed,
+        ("POST", "/reconstruct"): reconstruct,
+        ("POST", "/interpolate"): interpolate,
+        ("POST", "/generate"): generate,
+        ("GET", "/models"): models,
+        ("GET", "/models/{name}"): model,
+        ("GET", "/healthz"): health("/healthz"),
+        ("GET", "/readyz"): health("/readyz"),
+        ("GET", "/metrics"): metrics,
+    }
+
+
+def check_every_endpoint(client: httpx.Client, sample: bytes, other: bytes) -> None:
+    document = expect(client.get("/openapi.json")).json()
+    expect(client.get("/docs"), "text/html")
+    operations = {
+        (method.upper(), path) for path, item in document["paths"].items() for method in item
+    }
+    calls = every_endpoint(sample, other)
+    missing = sorted(operations - calls.keys())
+    if missing:
+        raise ProbeError(f"operations with no call in {Path(__file__).name}: {missing}")
+    for (method, path), call in sorted(calls.items()):
+        if (method, path) not in operations:
+            raise ProbeError(f"{method} {path} is not in the service's OpenAPI document")
+        try:
+            call(client)
+        except AssertionError as error:
+            raise ProbeError(f"{method} {path}: unexpected answer {error}") from None
+    print(f"endpoints: all {len(operations)} operations answered, plus /openapi.json and /docs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("url", help="the service's base URL")
+    parser.add_argument("--ready-timeout", type=float, default=30.0, help="seconds (default 30)")
+    parser.add_argument("--images", type=int, default=200, help="test images to classify")
+    args = parser.parse_args(argv)
+    test = load_split(locate(), "test")
+    images, labels = np.asarray(test.images[: args.images]), np.asarray(test.labels[: args.images])
+    with httpx.Client(base_url=args.url, timeout=30) as client:
+        try:
+            print(
+                f"ready: /readyz answered 200 after {wait_ready(client, args.ready_timeout):.1f} s"
+            )
+            check_accuracy(client, images, labels)
+            check_every_endpoint(client, png(images[0]), png(images[1]))
+        except ProbeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
