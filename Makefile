@@ -19,15 +19,18 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 venv: $(VENV)/.installed
 
-# The real dataset (the shipped checkpoints are re-evaluated on it) and nginx (load-balancer
-# test), from Debian packages when they are missing and apt-get can be used.
+# The real dataset (the shipped checkpoints are re-evaluated on it), nginx (load-balancer test)
+# and Chromium with its driver (browser tests of the page), from Debian packages when they are
+# missing and apt-get can be used.
 system-deps:
-	@if [ -d /usr/share/datasets/fashion-mnist ] && [ -x /usr/sbin/nginx ]; then exit 0; fi; \
+	@if [ -d /usr/share/datasets/fashion-mnist ] && [ -x /usr/sbin/nginx ] \
+	  && command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
 	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    dataset-fashion-mnist nginx >/dev/null; \
+	    dataset-fashion-mnist nginx chromium chromium-driver >/dev/null; \
 	else \
-	  echo "note: install the Debian packages dataset-fashion-mnist and nginx for the full suite"; \
+	  echo "note: install the Debian packages dataset-fashion-mnist, nginx, chromium and" \
+	    "chromium-driver for the full suite"; \
 	fi
 
 run: venv

@@ -21,6 +21,7 @@ from service.middleware import BodySizeLimit, InstanceIdHeader, RequestMetrics
 from service.routes import PROTECTED_ROUTERS, PUBLIC_ROUTERS
 from service.runtime import Runtime
 from service.settings import Settings
+from service.web import install_web
 
 DESCRIPTION = """\
 LeNet-5, MyNet and a convolutional VAE trained on Fashion-MNIST.
@@ -58,6 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Replaced by install_web's, which serve Swagger UI and ReDoc without a CDN.
+        docs_url=None,
+        redoc_url=None,
         telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
     )
     app.state.settings = settings
@@ -70,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, dependencies=protected)
     for router in PUBLIC_ROUTERS:
         app.include_router(router)
+    install_web(app)
     # Last added runs first: the instance header wraps everything, metrics see every status.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
