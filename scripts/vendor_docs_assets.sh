@@ -26,3 +26,12 @@ tar -xzf "$scratch/redoc-$REDOC.tgz" -C "$scratch"
 cp "$scratch/package/bundles/redoc.standalone.js" \
   "$scratch/package/bundles/redoc.standalone.js.LICENSE.txt" \
   "$scratch/package/LICENSE" "$target/redoc-$REDOC/"
+# The one thing the bundle loads from the internet is Redocly's logo beside "API docs by
+# Redocly" in the menu; offline that request fails with a console error, so the logo becomes
+# an empty inline image.
+sed -i 's|https://cdn.redoc.ly/redoc/logo-mini.svg|data:image/svg+xml,%3Csvg xmlns=%22http://www.w3.org/2000/svg%22/%3E|' \
+  "$target/redoc-$REDOC/redoc.standalone.js"
+if grep -q "cdn.redoc.ly" "$target/redoc-$REDOC/redoc.standalone.js"; then
+  echo "redoc.standalone.js still refers to cdn.redoc.ly" >&2
+  exit 1
+fi

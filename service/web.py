@@ -2,7 +2,8 @@
 
 FastAPI's own `/docs` and `/redoc` load Swagger UI and ReDoc from a CDN, so they stay blank
 wherever the service has no internet access. Here they load pinned copies vendored from the
-npm registry into `static/vendor` by `scripts/vendor_docs_assets.sh`. None of these routes is
+npm registry into `static/vendor` by `scripts/vendor_docs_assets.sh` (which also swaps the one
+image ReDoc fetches from the internet, Redocly's logo, for an empty one). None of these routes is
 part of the API: they are left out of the OpenAPI document and never ask for the API key (the
 page sends the key the user enters with its own API requests).
 """

@@ -88,14 +88,22 @@ def requested_urls(browser: webdriver.Chrome) -> list[str]:
     return urls
 
 
-def off_machine(urls: list[str], base_url: str) -> list[str]:
-    """The URLs that would leave the machine: neither the service nor data: / blob: URLs."""
-    local = urlsplit(base_url).netloc
+def off_machine(urls: list[str]) -> list[str]:
+    """The URLs that would leave the machine: neither loopback nor data: / blob: URLs."""
     return [
         url
         for url in urls
-        if urlsplit(url).scheme not in ("data", "blob") and urlsplit(url).netloc != local
+        if urlsplit(url).scheme not in ("data", "blob") and urlsplit(url).hostname != "127.0.0.1"
     ]
+
+
+@pytest.fixture(autouse=True)
+def nothing_leaves_the_machine(browser: webdriver.Chrome) -> Iterator[None]:
+    """Each test starts with empty logs, and its pages request nothing from elsewhere."""
+    requested_urls(browser)
+    console_errors(browser)
+    yield
+    assert off_machine(requested_urls(browser)) == []
 
 
 @pytest.fixture(scope="session")
