@@ -23,7 +23,7 @@ fail() {
 }
 cleanup() {
     if [ -s "$PLAYED" ]; then
-        podman --log-level=fatal kube down "$PLAYED" >/dev/null 2>&1 || true
+        podman kube down "$PLAYED" >/dev/null 2>&1 || true
     fi
     rm -rf "$WORK"
 }
@@ -57,7 +57,7 @@ print(yaml.safe_dump_all(docs))
 EOF
 
 start=$SECONDS
-podman --log-level=fatal kube play "$PLAYED" >"$WORK/play.log" 2>&1 || { cat "$WORK/play.log" >&2; fail "podman kube play"; }
+podman kube play "$PLAYED" >"$WORK/play.log" 2>&1 || { cat "$WORK/play.log" >&2; fail "podman kube play"; }
 deployment=$("$PYTHON" -c 'import sys, yaml; print(next(d["metadata"]["name"] for d in yaml.safe_load_all(open(sys.argv[1])) if d["kind"] == "Deployment"))' "$PLAYED")
 # podman names the pod after the Deployment (with a replica number) and the container after both.
 container=$(podman ps -a --format '{{.Names}}' --filter "name=^$deployment-pod.*-api\$")
