@@ -5,19 +5,25 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv system-deps lint format train figures bench docker docker-gpu clean
+.PHONY: run test venv system-deps lint format train figures bench docker docker-gpu container-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# torch/torchvision first and alone: pip then resolves the rest against the pinned build.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev]'
+# Two installs into one environment. `make run` needs only CPU serving (ONNX Runtime, no
+# PyTorch); `make test` adds training, the torch backend and the test tools. torch/torchvision
+# go first and alone, so pip then resolves the rest against the pinned build.
+$(VENV)/.serve: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
 	touch $@
 
-venv: $(VENV)/.installed
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.serve
+
+venv: $(VENV)/.dev
 
 # The real dataset (the shipped checkpoints are re-evaluated on it), nginx (load-balancer test)
 # and Chromium with its driver (browser tests of the page), from Debian packages when they are
@@ -33,7 +39,7 @@ system-deps:
 	    "chromium-driver for the full suite"; \
 	fi
 
-run: venv
+run: $(VENV)/.serve
 	$(BIN)/fmnist-serve --host $(HOST) --port $(PORT)
 
 test: venv system-deps
@@ -62,6 +68,11 @@ docker:
 
 docker-gpu:
 	docker build --build-arg TORCH_FLAVOUR=cu130 -t fmnist-service:gpu .
+
+# The CPU image built with podman from the working tree and run as in production, then the
+# Kubernetes Deployment played on it (scripts/container_check.sh says what is checked).
+container-check: venv system-deps
+	scripts/container_check.sh
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

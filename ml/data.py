@@ -15,22 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CLASS_NAMES: tuple[str, ...] = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
-IMAGE_SIZE = 28
-# Mean and standard deviation of the training pixels in [0, 1]; models apply them in forward.
-PIXEL_MEAN = 0.2860
-PIXEL_STD = 0.3530
+from ml.fashion_mnist import CLASS_NAMES, IMAGE_SIZE
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 TORCHVISION_DIR = Path("data")  # torchvision puts the raw files under data/FashionMNIST/raw

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ml.data import PIXEL_MEAN, PIXEL_STD
+from ml.fashion_mnist import PIXEL_MEAN, PIXEL_STD
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:

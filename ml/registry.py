@@ -1,20 +1,27 @@
-"""The one table of models: name -> constructor, kind and default training recipe.
+"""The one table of models: name -> architecture, kind and default training recipe.
 
-A new model is one constructor and one entry here; the trainer, the evaluator, the figures and
-the service all look models up through `get_spec`.
+A new model is one class in `ml.models` and one entry here; the trainer, the evaluator, the
+figures and the service all look models up through `get_spec`. This module does not import
+PyTorch: the service reads the table on CPU, where it serves without torch, and only `create`
+needs the model classes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from torch import nn
-
-from ml.models import ConvVAE, LeNet5, MyNet
+if TYPE_CHECKING:
+    from torch import nn
 
 Kind = Literal["classifier", "autoencoder"]
+
+# The vectors each kind of model can embed an image as (`/embed`'s `layer`, the card's maps).
+EMBEDDING_LAYERS: dict[Kind, tuple[str, ...]] = {
+    "classifier": ("penultimate", "logits"),
+    "autoencoder": ("latent",),
+}
 
 
 @dataclass(frozen=True)
@@ -34,13 +41,19 @@ class Recipe:
 class ModelSpec:
     name: str
     kind: Kind
-    build: Callable[..., nn.Module]
+    architecture: str  # the class in ml.models
     recipe: Recipe
     hyper_parameters: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
-    def create(self) -> nn.Module:
-        return self.build(**self.hyper_parameters)
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return EMBEDDING_LAYERS[self.kind]
+
+    def create(self, **hyper_parameters: Any) -> nn.Module:
+        """A new, untrained model; `hyper_parameters` (e.g. a card's) replace the defaults."""
+        models = importlib.import_module("ml.models")
+        return getattr(models, self.architecture)(**(hyper_parameters or self.hyper_parameters))
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -49,7 +62,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="lenet",
             kind="classifier",
-            build=LeNet5,
+            architecture="LeNet5",
             recipe=Recipe(
                 epochs=40,
                 lr=3e-3,
@@ -62,7 +75,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="mynet",
             kind="classifier",
-            build=MyNet,
+            architecture="MyNet",
             recipe=Recipe(
                 epochs=60,
                 lr=3e-3,
@@ -84,7 +97,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="vae",
             kind="autoencoder",
-            build=ConvVAE,
+            architecture="ConvVAE",
             recipe=Recipe(epochs=50, lr=1e-3, weight_average=0.999),
             hyper_parameters={"latent_dim": 32},
             description="convolutional VAE, 3 conv + FC encoder, FC + 3 transposed-conv decoder",

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ml.checkpoint import read_card
+from ml.cards import read_card
 from ml.figures import FIGURES
 from ml.registry import MODELS
 

@@ -26,8 +26,6 @@ from ml.augment import augment_batch
 from ml.checkpoint import save_checkpoint
 from ml.data import (
     CLASS_NAMES,
-    PIXEL_MEAN,
-    PIXEL_STD,
     DatasetError,
     FashionMNIST,
     Split,
@@ -35,9 +33,12 @@ from ml.data import (
     to_float,
 )
 from ml.devices import resolve_device
-from ml.embedding import embed, fit_pca_map, layers_of
+from ml.embedding import embed, layers_of
 from ml.evaluate import batched, classifier_metrics, vae_metrics
+from ml.export import export_graphs
+from ml.fashion_mnist import PIXEL_MEAN, PIXEL_STD
 from ml.models import vae_loss_terms
+from ml.pca_map import fit_pca_map
 from ml.registry import MODELS, ModelSpec, Recipe, get_spec
 
 QUICK_SIZES = {"train": 2_000, "val": 500, "test": 1_000}
@@ -268,6 +269,7 @@ def train_model(
         },
     }
     card = save_checkpoint(spec.name, model, card, options.checkpoint_dir)
+    card = export_graphs(spec.name, model, card, options.checkpoint_dir)
     if options.figures:
         from ml.figures import draw_figures
 

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps
 
-from ml.data import IMAGE_SIZE
+from ml.fashion_mnist import IMAGE_SIZE
 from service.errors import ImageTooLarge, InvalidImage, InvalidPixels
 
 InvertMode = Literal["auto", "true", "false"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import torch
 
 Method = Literal["linear", "slerp"]
 
@@ -30,6 +29,6 @@ def interpolate(start: np.ndarray, end: np.ndarray, steps: int, method: Method) 
 
 
 def sample_prior(count: int, dim: int, seed: int) -> np.ndarray:
-    """`count` draws from N(0, I), the same for the same seed on every machine (torch's CPU
-    generator, so a seed gives the images it always gave)."""
-    return torch.randn(count, dim, generator=torch.Generator().manual_seed(seed)).numpy()
+    """`count` draws from N(0, I) as float32, the same for the same seed on every machine and
+    with every backend (numpy's PCG64 generator)."""
+    return np.random.default_rng(seed).standard_normal((count, dim), dtype=np.float32)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ml.data import IMAGE_SIZE
+from ml.fashion_mnist import IMAGE_SIZE
 from service.imaging import png_bytes, to_uint8, upscale
 
 GAP = 2  # pixels between grid cells

@@ -141,6 +141,7 @@ class ModelInfo(BaseModel):
             "kind": "classifier",
             "description": "conv 32-64-64 (3x3, BatchNorm), 2 max-pools, fc 4096-128-10",
             "parameters": 581610,
+            "backend": "onnxruntime",
             "device": "cpu",
             "sha256": "f4348681926799db4799066d7780d2cce7717d661dedcf9061e020d3610b3d89",
             "test_metrics": {"loss": 0.243, "accuracy": 0.9414},
@@ -153,6 +154,7 @@ class ModelInfo(BaseModel):
     kind: Literal["classifier", "autoencoder"]
     description: str
     parameters: int
+    backend: Literal["onnxruntime", "torch"] = Field(description="what runs the model")
     device: str
     sha256: str = Field(description="sha256 of the weights file, verified at load")
     test_metrics: dict[str, float] = Field(description="scalar test-set metrics from the card")
@@ -172,8 +174,11 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    model_config = _example({"status": "ready", "device": "cpu", "models": ["lenet", "mynet"]})
+    model_config = _example(
+        {"status": "ready", "backend": "onnxruntime", "device": "cpu", "models": ["lenet", "mynet"]}
+    )
     status: Literal["ready"]
+    backend: Literal["onnxruntime", "torch"]
     device: str
     models: list[str]
 

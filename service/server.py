@@ -6,6 +6,7 @@ Every other setting comes from `FMNIST_*` environment variables (see `service.se
 from __future__ import annotations
 
 import argparse
+import os
 
 import uvicorn
 
@@ -23,21 +24,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="processes; each loads its own models (on CPU, set FMNIST_TORCH_THREADS so "
-        "workers x threads does not exceed the cores)",
+        help="server processes, each with its own models (default: FMNIST_WORKERS, else one "
+        "per core); the engine's threads per model are the cores divided among them",
     )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.workers is not None:
+        os.environ["FMNIST_WORKERS"] = str(args.workers)  # the workers' settings see it too
     settings = Settings()  # fail here, before forking workers, on a bad variable
     uvicorn.run(
         "service.app:app",
         host=args.host,
         port=args.port,
-        workers=args.workers,
+        workers=settings.worker_processes,
         log_config=logging_config(settings.log_format),
         timeout_graceful_shutdown=10,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,18 +13,41 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 import ml
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset set)."""
+    return len(os.sched_getaffinity(0))
+
+
 class Settings(BaseSettings):
     """Every knob of the service; the README's settings table mirrors this class."""
 
     model_config = SettingsConfigDict(env_prefix="FMNIST_", extra="ignore")
 
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    backend: Literal["auto", "onnxruntime", "torch"] = Field(
+        "auto",
+        description="what runs the models: auto is torch on CUDA and onnxruntime on CPU; torch "
+        "on CPU needs the `torch` extra installed",
+    )
+    device: str = Field(
+        "auto", description="auto (CUDA when there is an NVIDIA GPU and torch), cpu, cuda, cuda:N"
+    )
     checkpoint_dir: Path = Field(Path("checkpoints"), description="folder of weights and cards")
     models: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(ml.MODELS),
         description="models to load, comma-separated (default: every registered model)",
     )
-    torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's own")
+    workers: int = Field(
+        0,
+        ge=0,
+        description="server processes started by fmnist-serve, each with its own models; 0 is "
+        "one per core this process may use",
+    )
+    threads: int = Field(
+        0,
+        ge=0,
+        description="intra-op threads of the inference engine per model; 0 divides the cores "
+        "among the workers (at least 1 each)",
+    )
     max_batch_size: int = Field(64, ge=1, description="most images in one forward pass")
     max_batch_wait_ms: float = Field(
         0.0,
@@ -50,6 +74,14 @@ class Settings(BaseSettings):
     instance_id: str = Field(
         default_factory=socket.gethostname, description="sent back in the X-Instance-Id header"
     )
+
+    @property
+    def worker_processes(self) -> int:
+        return self.workers or usable_cores()
+
+    @property
+    def engine_threads(self) -> int:
+        return self.threads or max(1, usable_cores() // self.worker_processes)
 
     @field_validator("models", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ml import CLASS_NAMES
-from ml.embedding import project
+from ml.pca_map import project
 from service import plots
 from service.dependencies import (
     FormatQuery,

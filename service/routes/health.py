@@ -25,7 +25,12 @@ async def healthz(runtime: RuntimeDep) -> Health:
 async def readyz(runtime: RuntimeDep) -> Readiness:
     if not runtime.ready:
         raise NotReady("models are not loaded yet, or the service is shutting down")
-    return Readiness(status="ready", device=str(runtime.device), models=list(runtime.models))
+    return Readiness(
+        status="ready",
+        backend=runtime.backend,
+        device=runtime.device,
+        models=list(runtime.models),
+    )
 
 
 @router.get(

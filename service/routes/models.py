@@ -42,7 +42,8 @@ def _info(loaded: LoadedModel) -> ModelInfo:
         kind=loaded.kind,
         description=card.get("description", ""),
         parameters=card["parameters"],
-        device=str(loaded.device),
+        backend=loaded.engine.backend,
+        device=loaded.device,
         sha256=card["weights"]["sha256"],
         test_metrics={
             key: value

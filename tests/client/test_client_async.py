@@ -91,7 +91,10 @@ async def test_503_is_retried_after_retry_after(monkeypatch: pytest.MonkeyPatch)
             headers={"Retry-After": "2"},
             json={"error": {"code": "not_ready", "message": "starting"}},
         ),
-        httpx.Response(200, json={"status": "ready", "device": "cpu", "models": ["vae"]}),
+        httpx.Response(
+            200,
+            json={"status": "ready", "backend": "onnxruntime", "device": "cpu", "models": ["vae"]},
+        ),
     ]
 
     async def handler(request: httpx.Request) -> httpx.Response:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
+import onnxruntime
 import pytest
 import torch
 from PIL import Image
 
-from ml.checkpoint import CheckpointError, load_model
+from ml.cards import CheckpointError, read_verified
+from ml.checkpoint import load_model
 from ml.data import load_fashion_mnist, to_float
-from ml.embedding import embed, project
+from ml.embedding import embed
+from ml.export import main as export_main
 from ml.figures import FIGURES
+from ml.graphs import GRAPHS, graph_file
+from ml.pca_map import project
 from ml.train import WeightAverage, main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -61,6 +68,45 @@ def test_reloaded_checkpoint_gives_identical_outputs(quick_run, synthetic_datase
     # The stored PCA map projects new vectors to finite 2-D points.
     xy = project(first.numpy(), card["embedding_maps"][layer])
     assert xy.shape == (16, 2) and torch.isfinite(torch.from_numpy(xy)).all()
+
+
+@pytest.mark.parametrize("name", ["lenet", "vae"])
+def test_training_exports_onnx_graphs_that_compute_what_the_model_does(
+    quick_run, synthetic_dataset, name
+) -> None:
+    out, _ = quick_run
+    folder = out / "checkpoints"
+    model, card = load_model(name, folder)
+    graphs = card["onnx"]["graphs"]
+    assert sorted(graphs) == sorted(GRAPHS[card["kind"]])
+    for graph, entry in graphs.items():
+        assert entry["file"] == graph_file(name, graph)
+        assert read_verified(entry, folder, graph)  # the recorded hash is the file's
+    x = to_float(load_fashion_mnist(synthetic_dataset).test.images[:16])
+    session = onnxruntime.InferenceSession(str(folder / graphs["forward"]["file"]))
+    layer, output = ("latent", "latent_mean") if name == "vae" else ("logits", "logits")
+    (onnx,) = session.run([output], {"images": x.numpy()})
+    with torch.inference_mode():
+        assert np.abs(onnx - embed(model, x, layer).numpy()).max() < 1e-4
+
+
+def test_fmnist_export_adds_graphs_to_existing_checkpoints(quick_run, tmp_path: Path) -> None:
+    out, _ = quick_run
+    card = json.loads((out / "checkpoints" / "lenet.json").read_text())
+    del card["onnx"]
+    (tmp_path / "lenet.json").write_text(json.dumps(card))
+    shutil.copy(out / "checkpoints" / "lenet.safetensors", tmp_path)
+    assert export_main(["--model", "lenet", "--checkpoints", str(tmp_path)]) == 0
+    exported = json.loads((tmp_path / "lenet.json").read_text())
+    assert exported["onnx"]["graphs"]["forward"]["file"] == "lenet.onnx"
+    assert {k: v for k, v in exported.items() if k != "onnx"} == card  # nothing else changed
+    # The graph of the same weights is the same file: the export is deterministic.
+    assert (tmp_path / "lenet.onnx").read_bytes() == (
+        out / "checkpoints" / "lenet.onnx"
+    ).read_bytes()
+    with (tmp_path / "lenet.safetensors").open("ab") as weights:
+        weights.write(b"\0")
+    assert export_main(["--model", "lenet", "--checkpoints", str(tmp_path)]) == 1
 
 
 def test_tampered_weights_are_refused(quick_run, tmp_path: Path) -> None:

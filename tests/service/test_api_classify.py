@@ -89,7 +89,8 @@ async def test_any_image_format_and_size_is_accepted(client, samples):
 @pytest.mark.real_data
 @pytest.mark.parametrize("model", ["mynet", "lenet"])
 async def test_accuracy_on_real_test_images_matches_the_card(client, test_split, model):
-    """Real test PNGs through the whole HTTP path score what training measured, within a point."""
+    """Real test PNGs through the whole HTTP path, on the default backend (ONNX Runtime on
+    CPU), score what training measured in PyTorch, within 0.05 points."""
     images, labels = test_split
     card = json.loads((CHECKPOINT_DIR / f"{model}.json").read_text())
     count = card["metrics"]["test"]["count"]
@@ -102,7 +103,7 @@ async def test_accuracy_on_real_test_images_matches_the_card(client, test_split,
         assert response.status_code == 200, response.text
         predicted += [p["class_id"] for p in response.json()["predictions"]]
     accuracy = float(np.mean(np.array(predicted) == labels))
-    assert accuracy == pytest.approx(card["metrics"]["test"]["accuracy"], abs=0.01)
+    assert accuracy == pytest.approx(card["metrics"]["test"]["accuracy"], abs=0.0005)
 
 
 @pytest.mark.parametrize(

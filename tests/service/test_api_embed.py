@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml.embedding import project
+from ml.pca_map import project
 from tests.service.support import STYLES, decode_png, image_request, with_accept
 
 pytestmark = pytest.mark.anyio

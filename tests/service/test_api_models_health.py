@@ -42,7 +42,12 @@ async def test_health_and_readiness(client):
     assert health.json() == {"status": "ok", "instance_id": "test-instance"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "device": "cpu", "models": ["lenet", "mynet", "vae"]}
+    assert ready.json() == {
+        "status": "ready",
+        "backend": "onnxruntime",
+        "device": "cpu",
+        "models": ["lenet", "mynet", "vae"],
+    }
 
 
 async def test_not_ready_after_stop():

@@ -8,27 +8,41 @@ import re
 import signal
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.live_service import running_service
+from tests.live_service import LiveService, running_service
 from tests.service.support import png
 
 UPLOAD_LIMIT = 1_000_000
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     log = tmp_path_factory.mktemp("e2e") / "uvicorn.log"
     env = {"FMNIST_INSTANCE_ID": "e2e-1", "FMNIST_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}
     with running_service(log, env) as service:
-        yield service.url
+        yield service
     # Stopped by SIGTERM, as a container runtime stops it: uvicorn runs the lifespan's shutdown
     # (batchers stopped) and exits by that same signal.
     assert service.process.returncode in (0, -signal.SIGTERM), service.output()
     assert "Application shutdown complete" in service.output(), service.output()
+
+
+@pytest.fixture(scope="module")
+def server(live: LiveService) -> str:
+    return live.url
+
+
+def test_serving_on_cpu_maps_no_torch_library(live, server):
+    """The default backend on CPU is ONNX Runtime, and the process never loads PyTorch."""
+    assert httpx.get(f"{server}/readyz").json()["backend"] == "onnxruntime"
+    maps = Path(f"/proc/{live.process.pid}/maps").read_text()
+    assert "onnxruntime" in maps
+    assert "torch" not in maps
 
 
 def test_serves_real_images(server, samples):

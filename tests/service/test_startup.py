@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 from pydantic import ValidationError
 
 from service import server
+from service.backends import choose_backend
 from service.runtime import StartupError
 from service.settings import Settings
 from tests.service.support import CHECKPOINT_DIR, make_settings, serving
@@ -50,16 +52,46 @@ def test_bad_settings_are_refused(monkeypatch, name, value):
 
 
 def test_fmnist_serve_passes_its_options_to_uvicorn(monkeypatch):
+    monkeypatch.setenv("FMNIST_WORKERS", "1")  # restored afterwards; --workers overrides it
     calls = []
     monkeypatch.setattr(server.uvicorn, "run", lambda app, **options: calls.append((app, options)))
     server.main(["--host", "0.0.0.0", "--port", "9001", "--workers", "3"])
     app, options = calls[0]
     assert app == "service.app:app"
     assert (options["host"], options["port"], options["workers"]) == ("0.0.0.0", 9001, 3)
+    assert Settings().worker_processes == 3  # what each worker sees, to size its threads
+
+
+def test_engine_threads_divide_the_cores_among_the_workers(monkeypatch):
+    monkeypatch.setattr("service.settings.usable_cores", lambda: 4)
+    assert Settings().worker_processes == 4 and Settings().engine_threads == 1
+    assert Settings(workers=2).engine_threads == 2
+    assert Settings(workers=8).engine_threads == 1
+    assert Settings(workers=2, threads=3).engine_threads == 3
+
+
+@pytest.mark.parametrize(
+    ("backend", "device", "chosen"),
+    [("auto", "cpu", "onnxruntime"), ("auto", "cuda", "torch"), ("torch", "cpu", "torch")],
+)
+def test_backend_follows_the_device(backend, device, chosen):
+    assert choose_backend(backend, device) == chosen
+
+
+def test_auto_is_onnxruntime_without_an_nvidia_gpu(monkeypatch, tmp_path):
+    monkeypatch.setattr("service.backends.NVIDIA_GPUS", tmp_path / "absent")
+    assert choose_backend("auto", "auto") == "onnxruntime"
+
+
+async def test_onnxruntime_on_cuda_is_a_clear_start_up_error():
+    with pytest.raises(StartupError, match="onnxruntime backend serves on the CPU"):
+        async with serving(make_settings(backend="onnxruntime", device="cuda")):
+            pass
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 async def test_cuda_without_cuda_is_a_clear_start_up_error():
+    # CUDA means the torch backend, which resolves the device.
     with pytest.raises(StartupError, match="CUDA is not available"):
         async with serving(make_settings(device="cuda")):
             pass
@@ -71,12 +103,26 @@ async def test_missing_checkpoint_is_a_start_up_error(tmp_path):
             pass
 
 
-async def test_altered_weights_are_refused(tmp_path):
-    for suffix in (".json", ".safetensors"):
+@pytest.mark.parametrize(
+    ("backend", "altered"), [("onnxruntime", ".onnx"), ("torch", ".safetensors")]
+)
+async def test_altered_weights_are_refused(tmp_path, backend, altered):
+    """Each backend checks the file it loads: the ONNX graph, or the weights."""
+    for suffix in (".json", ".safetensors", ".onnx"):
         shutil.copy(CHECKPOINT_DIR / f"lenet{suffix}", tmp_path)
-    with (tmp_path / "lenet.safetensors").open("ab") as weights:
+    with (tmp_path / f"lenet{altered}").open("ab") as weights:
         weights.write(b"\0")
-    with pytest.raises(StartupError, match="sha256"):
+    settings = make_settings(models=["lenet"], checkpoint_dir=tmp_path, backend=backend)
+    with pytest.raises(StartupError, match=f"lenet{altered} has sha256"):
+        async with serving(settings):
+            pass
+
+
+async def test_a_card_without_onnx_graphs_names_the_export_command(tmp_path):
+    card = json.loads((CHECKPOINT_DIR / "lenet.json").read_text())
+    del card["onnx"]
+    (tmp_path / "lenet.json").write_text(json.dumps(card))
+    with pytest.raises(StartupError, match="fmnist-export --model lenet"):
         async with serving(make_settings(models=["lenet"], checkpoint_dir=tmp_path)):
             pass
 
