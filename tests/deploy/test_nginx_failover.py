@@ -160,7 +160,7 @@ def topology():
             env = {
                 "FMNIST_INSTANCE_ID": name,
                 "FMNIST_MODELS": "lenet",  # the smallest model is enough to exercise the topology
-                "FMNIST_TORCH_THREADS": "1",
+                "FMNIST_THREADS": "1",
                 "OMP_NUM_THREADS": "1",
             }
             replicas[name] = LiveService(workdir / f"{name}.log", env, "--no-access-log")
