@@ -1,19 +1,24 @@
-"""Throughput and latency of the service against a naive reference, on the same machine.
+"""Throughput, latency and CPU use of the service against two peers, side by side in one run.
 
-Starts three servers in turn, each pinned to the same cores and given the same checkpoint and
-torch threads:
-  naive            a minimal FastAPI endpoint that runs one forward pass per request, the
-                   reference every ratio is taken against;
-  naive-optimised  the same endpoint with the service's inference optimisation (BatchNorm folded,
-                   channels-last), to show how much of the gain is batching and the request path;
-  service          `uvicorn service.app:app` (dynamic batching);
-and drives each with a fixed number of multipart /classify requests (single images at
-concurrency 1, 16 and 64, then 64-image requests) from a separate load process pinned to other
-cores, `--repeats` times per scenario. The load process speaks HTTP/1.1 over raw asyncio sockets
-on keep-alive connections, so it costs far less per request than the servers do (an httpx-based
-generator would be the bottleneck). Prints (and writes to --output) a markdown table of the
-median req/s with its range over the repeats, images/s and median p50/p90/p99 latency, and puts
-the headline and the table in the README's bench block.
+Starts three servers in turn on the same cores, serving the same checkpoint:
+  naive     a minimal FastAPI endpoint that runs one PyTorch forward pass per request (torch's
+            default threads), the reference every ratio is taken against;
+  litserve  LitServe with its dynamic batching (batches of up to 64, one torch thread), the
+            standard small serving framework;
+  service   this service as its default start command runs it (`fmnist-serve`: one worker
+            process per core, ONNX Runtime on CPU, dynamic batching);
+and drives each with a fixed number of JSON /classify requests (`{"images": [base64 PNG,
+...]}`, the one body all three accept; LitServe cannot pass a multipart upload to its inference
+process) (single images at
+concurrency 1, 16 and 64, then 64-image requests at concurrency 4) from a separate load process,
+`--repeats` times per scenario. The load process speaks HTTP/1.1 over raw asyncio sockets on
+keep-alive connections, so it costs far less per request than the servers do (an httpx-based
+generator would be the bottleneck). For each run it records the CPU time the server's processes
+used (all of them: workers, LitServe's inference process), reported as cores busy on average,
+and after the last scenario the resident memory of each server process. Prints (and writes to
+--output) a markdown table of the median req/s with its range over the repeats, images/s,
+median p50/p90/p99 latency and CPU, and puts the headline and the table in the README's bench
+block.
 
     python scripts/bench_serve.py
     python scripts/bench_serve.py --requests 500   # a quicker run
@@ -23,10 +28,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import io
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -36,20 +44,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import litserve
 import numpy as np
+import onnxruntime
 import torch
 import uvicorn
-from fastapi import FastAPI, UploadFile
+from fastapi import FastAPI
 from PIL import Image
+from pydantic import BaseModel
 
 import ml
+from ml.checkpoint import load_model
 from ml.data import load_split, locate
-from ml.models import optimise_for_inference
 from ml.report import markers, replace_block
 from service.imaging import decode
 
 REPO = Path(__file__).resolve().parents[1]
-SERVERS = ("naive", "naive-optimised", "service")
+SERVERS = ("naive", "litserve", "service")
+LITSERVE_BATCH_TIMEOUT_S = 0.005
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -66,10 +79,10 @@ class Result:
 
     server: str
     scenario: Scenario
-    runs: list[dict]  # what `drive` returns, one per repeat
+    runs: list[dict]  # what `drive` returns, one per repeat, plus the server's "cores"
 
     def median(self, key: str) -> float:
-        """The median over the repeats of one of `drive`'s figures, e.g. "p99_ms"."""
+        """The median over the repeats of one of the run's figures, e.g. "p99_ms"."""
         return float(np.median([run[key] for run in self.runs]))
 
     @property
@@ -89,35 +102,133 @@ class Result:
         return sum(run["errors"] for run in self.runs)
 
 
+@dataclass(frozen=True)
+class Server:
+    """One server's results, how long it took to be ready and its processes' memory."""
+
+    name: str
+    results: list[Result]
+    ready_s: float
+    rss_mb: list[float]
+
+
 # ---------------------------------------------------------------------------------------------
-# The naive reference server (run as `bench_serve.py --naive-server`).
+# The peers (run as `bench_serve.py --serve naive|litserve`).
 
 
-def serve_naive(
-    model_name: str, checkpoint_dir: str, port: int, threads: int, optimised: bool
-) -> None:
-    torch.set_num_threads(threads)
-    model, _ = ml.load_model(model_name, checkpoint_dir)
-    if optimised:
-        model = optimise_for_inference(model)
+def predictions(probabilities: torch.Tensor) -> list[dict]:
+    confidence, class_id = probabilities.max(dim=1)
+    return [
+        {"label": ml.CLASS_NAMES[c], "class_id": c, "confidence": p}
+        for c, p in zip(class_id.tolist(), confidence.tolist(), strict=True)
+    ]
+
+
+class ImagesBody(BaseModel):
+    images: list[str]  # base64 image files
+
+
+def decode_all(encoded: list[str]) -> np.ndarray:
+    return np.stack([decode(base64.b64decode(b), "auto", 4096 * 4096) for b in encoded])
+
+
+def serve_naive(model_name: str, checkpoint_dir: str, port: int) -> None:
+    model, _ = load_model(model_name, checkpoint_dir)
     app = FastAPI()
 
     @app.post("/classify")
-    def classify(file: list[UploadFile]) -> dict:
+    def classify(body: ImagesBody) -> dict:
         """Decode, one forward pass for this request's images, answer. (A sync endpoint:
         FastAPI runs it in its thread pool, as a straightforward implementation would.)"""
-        images = np.stack([decode(f.file.read(), "auto", 4096 * 4096) for f in file])
+        images = decode_all(body.images)
         with torch.inference_mode():
             probabilities = torch.softmax(model(torch.from_numpy(images).unsqueeze(1)), dim=1)
-        confidence, class_id = probabilities.max(dim=1)
-        return {
-            "predictions": [
-                {"label": ml.CLASS_NAMES[c], "class_id": c, "confidence": p}
-                for c, p in zip(class_id.tolist(), confidence.tolist(), strict=True)
-            ]
-        }
+        return {"predictions": predictions(probabilities)}
 
     uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
+
+
+class LitServeClassifier(litserve.LitAPI):
+    """LitServe's documented pattern: decode per request, `predict` on the batch, one torch
+    thread in its inference worker. (At module level: LitServe pickles it into that worker.)"""
+
+    def __init__(self, model_name: str, checkpoint_dir: str) -> None:
+        super().__init__(
+            max_batch_size=64, batch_timeout=LITSERVE_BATCH_TIMEOUT_S, api_path="/classify"
+        )
+        self.model_name, self.checkpoint_dir = model_name, checkpoint_dir
+
+    def setup(self, device: str) -> None:
+        torch.set_num_threads(1)
+        self.model, _ = load_model(self.model_name, self.checkpoint_dir)
+
+    def decode_request(self, request: dict) -> np.ndarray:
+        return decode_all(request["images"])
+
+    def batch(self, inputs: list[np.ndarray]) -> tuple[torch.Tensor, list[int]]:
+        return torch.from_numpy(np.concatenate(inputs)), [len(x) for x in inputs]
+
+    def predict(self, batch: tuple[torch.Tensor, list[int]]) -> list[list[dict]]:
+        images, sizes = batch
+        with torch.inference_mode():
+            probabilities = torch.softmax(self.model(images.unsqueeze(1)), dim=1)
+        rows = predictions(probabilities)
+        bounds = np.cumsum([0, *sizes])
+        return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def unbatch(self, output: list[list[dict]]) -> list[list[dict]]:
+        return output
+
+    def encode_response(self, output: list[dict]) -> dict:
+        return {"predictions": output}
+
+
+def serve_litserve(model_name: str, checkpoint_dir: str, port: int) -> None:
+    api = LitServeClassifier(model_name, checkpoint_dir)
+    server = litserve.LitServer(api, accelerator="cpu", devices=1, workers_per_device=1)
+    server.run(port=port, log_level="warning", generate_client_file=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes: their CPU time and memory, from /proc.
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants that are alive."""
+    pids, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        pids.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            with contextlib.suppress(OSError):  # the thread or process has ended
+                pending += [int(c) for c in (task / "children").read_text().split()]
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of `pids` so far (threads included)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def rss_mb(pids: list[int]) -> list[float]:
+    """Resident memory of each process that runs Python code of the server, in MB."""
+    sizes = []
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(int(line.split()[1]) / 1024)
+    return sizes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,69 +241,42 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(kind: str, args: argparse.Namespace, port: int) -> subprocess.Popen:
-    threads = str(len(args.server_cpus))
+READY_PATHS = {"naive": "/openapi.json", "litserve": "/health", "service": "/readyz"}
+
+
+def start_server(kind: str, args: argparse.Namespace, port: int) -> tuple[subprocess.Popen, float]:
+    """The server, ready; and the seconds from its start until it answered its ready path."""
     if kind == "service":
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "service.app:app",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+        command = [sys.executable, "-m", "service.server", "--port", str(port)]
     else:
-        command = [
-            sys.executable,
-            __file__,
-            "--naive-server",
-            "--port",
-            str(port),
-            "--model",
-            args.model,
-            "--checkpoint-dir",
-            args.checkpoint_dir,
-            *(["--optimised"] if kind == "naive-optimised" else []),
-        ]
+        command = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
+        command += ["--model", args.model, "--checkpoint-dir", args.checkpoint_dir]
     env = {
         **os.environ,
-        "FMNIST_MODELS": args.model,
         "FMNIST_CHECKPOINT_DIR": args.checkpoint_dir,
-        "FMNIST_DEVICE": "cpu",
-        "FMNIST_TORCH_THREADS": threads,
-        "FMNIST_MAX_BATCH_SIZE": str(args.max_batch_size),
-        "FMNIST_MAX_BATCH_WAIT_MS": str(args.max_batch_wait_ms),
-        "OMP_NUM_THREADS": threads,
     }
     env.pop("FMNIST_API_KEY", None)
+    started = time.monotonic()
     process = subprocess.Popen(
         command, cwd=REPO, env=env, preexec_fn=lambda: os.sched_setaffinity(0, args.server_cpus)
     )
-    ready_path = "/readyz" if kind == "service" else "/openapi.json"
-    deadline = time.monotonic() + 120
+    deadline = started + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
             sys.exit(f"{kind} server exited with {process.returncode}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).is_success:
-                return process
+            if httpx.get(f"http://127.0.0.1:{port}{READY_PATHS[kind]}", timeout=1).is_success:
+                return process, time.monotonic() - started
         except httpx.TransportError:
             pass
-        time.sleep(0.3)
+        time.sleep(0.05)
     process.kill()
     sys.exit(f"{kind} server did not start")
 
 
-def multipart_body(images: list[bytes]) -> tuple[bytes, str]:
-    request = httpx.Request(
-        "POST",
-        "http://x/",
-        files=[("file", (f"{i}.png", im, "image/png")) for i, im in enumerate(images)],
-    )
-    return request.read(), request.headers["Content-Type"]
+def json_body(images: list[bytes]) -> tuple[bytes, str]:
+    encoded = [base64.b64encode(image).decode() for image in images]
+    return json.dumps({"images": encoded}).encode(), "application/json"
 
 
 async def drive(url: str, body: bytes, content_type: str, concurrency: int, total: int) -> dict:
@@ -267,11 +351,9 @@ def run_load(
     return json.loads(output.strip().splitlines()[-1])
 
 
-def measure(
-    kind: str, args: argparse.Namespace, scenarios: list[Scenario], bodies: dict
-) -> list[Result]:
+def measure(kind: str, args: argparse.Namespace, scenarios: list[Scenario], bodies: dict) -> Server:
     port = free_port()
-    process = start_server(kind, args, port)
+    process, ready_s = start_server(kind, args, port)
     url = f"http://127.0.0.1:{port}/classify"
     results = []
     try:
@@ -279,18 +361,40 @@ def measure(
         run_load(url, warm_up, *bodies[1], args.load_cpus)
         for scenario in scenarios:
             body = bodies[scenario.images_per_request]
-            runs = [run_load(url, scenario, *body, args.load_cpus) for _ in range(args.repeats)]
+            runs = []
+            for _ in range(args.repeats):
+                # CPU over the wall time of the whole run, the load process's start included:
+                # a server that polls while idle is charged for it.
+                pids = process_tree(process.pid)
+                cpu_before, started = cpu_seconds(pids), time.monotonic()
+                run = run_load(url, scenario, *body, args.load_cpus)
+                cores = (cpu_seconds(pids) - cpu_before) / (time.monotonic() - started)
+                runs.append(run | {"cores": cores})
             result = Result(kind, scenario, runs)
             print(
-                f"  {kind:15} {scenario.name:22} {result.requests_per_s:8.0f} req/s "
-                f"{result.images_per_s:8.0f} images/s  p99 {result.median('p99_ms'):7.1f} ms",
+                f"  {kind:9} {scenario.name:22} {result.requests_per_s:8.0f} req/s "
+                f"{result.images_per_s:8.0f} images/s  p99 {result.median('p99_ms'):7.1f} ms  "
+                f"CPU {result.median('cores'):.2f} cores",
                 flush=True,
             )
             results.append(result)
+        memory = rss_mb(process_tree(process.pid))
     finally:
-        process.terminate()
+        stop(process)
+    return Server(kind, results, ready_s, memory)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL for whatever of its process tree is still there (LitServe's
+    inference workers can outlive their parent)."""
+    pids = process_tree(process.pid)
+    process.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=30)
-    return results
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,37 +402,41 @@ def measure(
 
 
 def table(results: list[Result]) -> str:
-    naive = {r.scenario: r for r in results if r.server == "naive"}
+    by_key = {(r.server, r.scenario): r for r in results}
     lines = [
         "| server | requests | concurrency | req/s (range) | images/s | p50 ms | p90 ms | p99 ms "
-        "| errors | throughput vs naive | p99 vs naive |",
-        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| errors | CPU cores used | vs naive | vs LitServe |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     order = {server: i for i, server in enumerate(SERVERS[::-1])}
     for r in sorted(
         results,
         key=lambda r: (r.scenario.images_per_request, r.scenario.concurrency, order[r.server]),
     ):
-        base = naive.get(r.scenario)
-        ratio = f"{r.requests_per_s / base.requests_per_s:.2f}x" if base else ""
-        p99 = f"{r.median('p99_ms') / base.median('p99_ms'):.2f}x" if base else ""
+        ratios = [
+            f"{r.requests_per_s / base.requests_per_s:.2f}x"
+            if (base := by_key.get((peer, r.scenario)))
+            else ""
+            for peer in ("naive", "litserve")
+        ]
         lines.append(
             f"| {r.server} | {r.scenario.requests} x {r.scenario.images_per_request} image(s) "
             f"| {r.scenario.concurrency} | {r.requests_per_s:.0f} "
             f"({min(r.each_requests_per_s):.0f}-{max(r.each_requests_per_s):.0f}) "
             f"| {r.images_per_s:.0f} "
             + "".join(f"| {r.median(key):.1f} " for key in ("p50_ms", "p90_ms", "p99_ms"))
-            + f"| {r.errors} | {ratio} | {p99} |"
+            + f"| {r.errors} | {r.median('cores'):.2f} | {ratios[0]} | {ratios[1]} |"
         )
     return "\n".join(lines)
 
 
 def summary(results: list[Result]) -> str:
-    """The headline: the service against the naive endpoint at the highest concurrency."""
+    """The headline: the service against both peers at the highest concurrency."""
     single = [r for r in results if r.scenario.images_per_request == 1]
     top = max(r.scenario.concurrency for r in single)
-    by_server = {r.server: r for r in single if r.scenario.concurrency == top}
-    service, naive = by_server["service"], by_server["naive"]
+    at_top = {r.server: r for r in single if r.scenario.concurrency == top}
+    service, naive, litserve = at_top["service"], at_top["naive"], at_top["litserve"]
+    bulk = {r.server: r for r in results if r.scenario.images_per_request > 1}
 
     def rate(r: Result) -> str:
         return (
@@ -337,35 +445,54 @@ def summary(results: list[Result]) -> str:
         )
 
     return (
-        f"At concurrency {top} (single-image requests) the service answered {rate(service)} "
-        f"against the naive endpoint's {rate(naive)}: "
-        f"**{service.requests_per_s / naive.requests_per_s:.2f}x** the throughput, with a p99 "
-        f"of {service.median('p99_ms'):.0f} ms against {naive.median('p99_ms'):.0f} ms."
+        f"At concurrency {top} (single-image requests) the service answered {rate(service)}, "
+        f"**{service.requests_per_s / naive.requests_per_s:.2f}x** the naive server's "
+        f"{rate(naive)} and **{service.requests_per_s / litserve.requests_per_s:.2f}x** "
+        f"LitServe's {rate(litserve)}, with a p99 of {service.median('p99_ms'):.0f} ms "
+        f"(naive {naive.median('p99_ms'):.0f} ms, LitServe {litserve.median('p99_ms'):.0f} ms). "
+        f"With 64-image requests it classified {bulk['service'].images_per_s:.0f} images/s, "
+        f"{bulk['service'].images_per_s / bulk['naive'].images_per_s:.2f}x the naive server."
     )
 
 
-def report(args: argparse.Namespace, results: list[Result], command: str) -> str:
+def servers_table(servers: list[Server]) -> str:
+    lines = [
+        "| server | ready after (s) | processes | resident memory per process after the run (MB) |",
+        "|---|--:|--:|---|",
+    ]
+    for server in servers:
+        memory = ", ".join(f"{mb:.0f}" for mb in sorted(server.rss_mb, reverse=True))
+        lines.append(f"| {server.name} | {server.ready_s:.1f} | {len(server.rss_mb)} | {memory} |")
+    return "\n".join(lines)
+
+
+def report(args: argparse.Namespace, servers: list[Server], command: str) -> str:
+    results = [r for server in servers for r in server.results]
     return "\n".join(
         [
-            "# Serving benchmark: the service vs a naive FastAPI endpoint",
+            "# Serving benchmark: the service, a naive FastAPI server and LitServe",
             "",
             f"Command: `{command}`",
             "",
             f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python "
-            f"{platform.python_version()}, torch {torch.__version__}",
-            f"- model: {args.model} on CPU, {len(args.server_cpus)} torch thread(s); both servers "
-            f"pinned to CPU(s) {args.server_cpus}, load process to CPU(s) {args.load_cpus}",
-            f"- service: FMNIST_MAX_BATCH_SIZE={args.max_batch_size}, "
-            f"FMNIST_MAX_BATCH_WAIT_MS={args.max_batch_wait_ms}; naive: a forward pass per request"
-            "; naive-optimised: the same with BatchNorm folded and channels-last weights",
+            f"{platform.python_version()}, torch {torch.__version__}, ONNX Runtime "
+            f"{onnxruntime.__version__}",
+            f"- model: {args.model}; servers on CPU(s) {args.server_cpus}, the load process on "
+            f"CPU(s) {args.load_cpus}",
+            "- service: `fmnist-serve` with its defaults (a worker process per core, ONNX "
+            "Runtime, dynamic batching up to 64 images); naive: FastAPI, a PyTorch forward pass "
+            "per request in FastAPI's thread pool; LitServe: batches of up to 64 with a "
+            f"{LITSERVE_BATCH_TIMEOUT_S * 1000:g} ms batch timeout, one torch thread",
             f"- each scenario run {args.repeats} times against the same server: median req/s "
-            "(range), median latency percentiles",
-            "- requests: multipart /classify with real 28x28 PNG test images; latency in ms as "
-            "seen by the load process",
+            "(range), median latency percentiles, median CPU cores the server's processes used",
+            "- requests: JSON /classify with real 28x28 PNG test images in base64; latency in "
+            "ms as seen by the load process",
             "",
             summary(results),
             "",
             table(results),
+            "",
+            servers_table(servers),
             "",
         ]
     )
@@ -388,19 +515,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-dir", default="checkpoints")
     parser.add_argument("--requests", type=int, default=2000, help="per single-image run")
     parser.add_argument("--batch-requests", type=int, default=100, help="64-image requests")
-    parser.add_argument("--max-batch-size", type=int, default=64)
-    parser.add_argument("--max-batch-wait-ms", type=float, default=0.0)
+    # Unpinned by default: each server uses the whole machine as it would in production, and
+    # shares it with the load process just as every other server does.
     parser.add_argument(
         "--server-cpus",
         type=lambda s: [int(c) for c in s.split(",")],
-        default=cpus[:-1] or cpus,
-        help="comma-separated CPU ids",
+        default=cpus,
+        help="comma-separated CPU ids the servers may run on (default: all)",
     )
     parser.add_argument(
         "--load-cpus",
         type=lambda s: [int(c) for c in s.split(",")],
-        default=cpus[-1:],
-        help="comma-separated CPU ids for the load process",
+        default=cpus,
+        help="comma-separated CPU ids for the load process (default: all)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario and server")
     parser.add_argument("--output", default="reports/bench_serve.md")
@@ -410,9 +537,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=REPO / "README.md",
         help="file whose bench block gets the summary and table (skipped if it has none)",
     )
-    # Internal modes: the reference server, and the load process.
-    parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--optimised", action="store_true", help=argparse.SUPPRESS)
+    # Internal modes: the peers, and the load process.
+    parser.add_argument("--serve", choices=["naive", "litserve"], help=argparse.SUPPRESS)
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--body", help=argparse.SUPPRESS)
     parser.add_argument("--content-type", help=argparse.SUPPRESS)
@@ -423,9 +549,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.naive_server:
-        threads = int(os.environ.get("FMNIST_TORCH_THREADS", "1"))
-        return serve_naive(args.model, args.checkpoint_dir, args.port, threads, args.optimised)
+    if args.serve:
+        serve = serve_naive if args.serve == "naive" else serve_litserve
+        return serve(args.model, args.checkpoint_dir, args.port)
     if args.load:
         body = Path(args.body).read_bytes()
         load = drive(args.load, body, args.content_type, args.concurrency, args.requests)
@@ -441,24 +567,25 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         bodies = {}
         for count in (1, 64):
-            body, content_type = multipart_body(images[:count])
+            body, content_type = json_body(images[:count])
             path = Path(folder, f"body{count}")
             path.write_bytes(body)
             bodies[count] = (path, content_type)
-        results = []
+        servers = []
         for kind in SERVERS:
             print(f"{kind}:", flush=True)
-            results += measure(kind, args, scenarios, bodies)
+            servers.append(measure(kind, args, scenarios, bodies))
     command = " ".join(
         ["python scripts/bench_serve.py", *(argv if argv is not None else sys.argv[1:])]
     )
-    text = report(args, results, command)
+    text = report(args, servers, command)
     print("\n" + text)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(text)
     readme = args.readme.read_text() if args.readme.is_file() else ""
     if markers("bench")[0] in readme:
-        block = f"{summary(results)}\n\n{table(results)}"
+        results = [r for server in servers for r in server.results]
+        block = f"{summary(results)}\n\n{table(results)}\n\n{servers_table(servers)}"
         args.readme.write_text(replace_block(readme, "bench", block))
         print(f"updated the bench block in {args.readme}")
 

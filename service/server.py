@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         workers=settings.worker_processes,
         log_config=logging_config(settings.log_format),
+        access_log=settings.access_log,
         timeout_graceful_shutdown=10,
     )
 

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     max_images_per_request: int = Field(256, ge=1, description="most images in one request")
     api_key: SecretStr | None = Field(None, description="when set, required on every model route")
     log_format: Literal["text", "json"] = "text"
+    access_log: bool = Field(
+        False,
+        description="a log line per request from fmnist-serve's uvicorn (the Prometheus "
+        "metrics count every request either way)",
+    )
     opentelemetry: bool = Field(
         False,
         description="FastAPI's built-in OpenTelemetry spans, metrics and logs, for a process "
