@@ -26,9 +26,11 @@ cleanup() {
 }
 
 "$PYTHON" -c 'import podman_compose' 2>/dev/null || fail "podman-compose is not installed (make venv)"
-podman build --format docker --quiet --build-arg BASE_IMAGE=localhost/fmnist-base:bookworm \
-    -f deploy/podman/nginx.Containerfile -t localhost/fmnist-nginx:check deploy/podman >/dev/null \
-    || fail "nginx image build"
+build_log="$(mktemp)"
+podman build --format docker --build-arg BASE_IMAGE=localhost/fmnist-base:bookworm \
+    -f deploy/podman/nginx.Containerfile -t localhost/fmnist-nginx:check deploy/podman \
+    >"$build_log" 2>&1 || { tail -20 "$build_log" >&2; fail "nginx image build"; }
+rm -f "$build_log"
 
 PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 trap cleanup EXIT

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 import shlex
 import subprocess
 import sys
@@ -22,18 +21,12 @@ from collections import Counter
 
 import httpx
 import numpy as np
-from PIL import Image
+from container_probe import png  # beside this file
 
 from ml.data import load_split, locate
 
 WORKERS = 4
 AFTER_STOP_S = 3.0
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 class Load:
