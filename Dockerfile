@@ -11,8 +11,8 @@
 # Build arguments for other environments:
 #   PYTHON_IMAGE    base image of every stage (any Debian-like image with Python 3.11 and venv)
 #   PIP_INDEX_URL   package index (a mirror or proxy of PyPI)
-#   PIP_CERT        CA bundle for the index, e.g. behind a TLS-inspecting proxy; the file must be
-#                   in the build (`podman build -v host.crt:/run/ca.crt:ro`, or a secret mount)
+#   PIP_CERT        CA bundle for the index, e.g. behind a TLS-inspecting proxy; a path in the
+#                   build container (podman: `-v ca.crt:/run/ca.crt:ro`; Docker: part of PYTHON_IMAGE)
 
 ARG PYTHON_VERSION=3.11
 ARG PYTHON_IMAGE=python:${PYTHON_VERSION}-slim
