@@ -5,18 +5,28 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from ml.fashion_mnist import IMAGE_SIZE
 from service.imaging import png_bytes, to_uint8, upscale
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 GAP = 2  # pixels between grid cells
 GAP_VALUE = 96  # mid-grey, visible between dark Fashion-MNIST backgrounds
 DPI = 100
 MAX_CHART_ROWS = 32  # a classification chart of more images would not be readable
+
+
+def _new_figure(**options: Any) -> Figure:
+    """A matplotlib figure. matplotlib is imported on the first chart, not at start-up: its
+    import is a third of a worker's start-up time, and most requests never draw a chart."""
+    from matplotlib.figure import Figure
+
+    return Figure(**options)
 
 
 def _figure_png(figure: Figure) -> bytes:
@@ -30,7 +40,7 @@ def classification_chart(
 ) -> bytes:
     """One row per image: the model's 28x28 input beside a bar chart of its probabilities."""
     rows = len(images)
-    figure = Figure(figsize=(7.5, 1.9 * rows + 0.2), layout="constrained")
+    figure = _new_figure(figsize=(7.5, 1.9 * rows + 0.2), layout="constrained")
     axes = figure.subplots(rows, 2, squeeze=False, width_ratios=(1, 2.6))
     positions = np.arange(len(class_names))
     for i, (image, probs) in enumerate(zip(images, probabilities, strict=True)):
@@ -56,7 +66,7 @@ def embedding_map(
     title: str,
 ) -> bytes:
     """The training-set PCA map (points coloured by class) with the inputs numbered on it."""
-    figure = Figure(figsize=(8, 6.5), layout="constrained")
+    figure = _new_figure(figsize=(8, 6.5), layout="constrained")
     axes = figure.subplots()
     points = np.asarray(pca_map["points"])
     labels = np.asarray(pca_map["point_labels"])
