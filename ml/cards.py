@@ -4,6 +4,7 @@ A checkpoint is `<name>.json` (the card) beside the files it names: the weights
 (`<name>.safetensors`) and the exported ONNX graphs, each with its sha256. The card records how the
 model was made and how good it is. Anything that loads one of those files goes through
 `read_verified`, which hashes the very bytes it returns, so what was checked is what is used.
+Every card read is validated (`ml.card_schema`): whatever is wrong with it is a CheckpointError.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-CARD_FORMAT = 1
+from pydantic import ValidationError
+
+from ml.card_schema import validate_card
 
 
 class CheckpointError(RuntimeError):
@@ -35,13 +38,28 @@ def file_entry(path: Path) -> dict[str, str]:
 
 
 def read_card(name: str, checkpoint_dir: str | os.PathLike = "checkpoints") -> dict[str, Any]:
+    """The card of model `name`, validated against the schema and the registry."""
     path = card_path(name, checkpoint_dir)
     try:
-        return json.loads(path.read_text())
+        card = json.loads(path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"no card for {name!r}: {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"cannot read card {path}: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"card {path} is not valid JSON: {exc}") from exc
+    try:
+        return validate_card(card, name)
+    except ValidationError as exc:
+        raise CheckpointError(f"card {path} is invalid: {_describe(exc)}") from None
+
+
+def _describe(error: ValidationError) -> str:
+    """pydantic's errors as one line: `where: what` for each."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'card'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in error.errors(include_url=False)
+    )
 
 
 def read_verified(entry: dict[str, Any], checkpoint_dir: str | os.PathLike, what: str) -> bytes:

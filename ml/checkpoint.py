@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 from torch import nn
 
-from ml.cards import CARD_FORMAT, card_path, file_entry, read_card, read_verified
+from ml.card_schema import CARD_FORMAT
+from ml.cards import CheckpointError, card_path, file_entry, read_card, read_verified
 from ml.registry import get_spec
 
 
@@ -44,10 +46,19 @@ def load_model(
     checkpoint_dir: str | os.PathLike = "checkpoints",
     device: str | torch.device = "cpu",
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """The one way to get a trained model: built from the registry, hash verified, in eval mode."""
-    spec = get_spec(name)
+    """The one way to get a trained model: built from the registry with the card's validated
+    hyper-parameters, from the very bytes whose hash was checked, in eval mode. Raises
+    CheckpointError for anything wrong with the card or the weights."""
     card = read_card(name, checkpoint_dir)
-    weights = read_verified(card.get("weights"), checkpoint_dir, f"{name}'s weights")
-    model = spec.create(**card.get("hyper_parameters", spec.hyper_parameters))
-    model.load_state_dict(load_safetensors(weights))
+    weights = read_verified(card["weights"], checkpoint_dir, f"{name}'s weights")
+    model = get_spec(name).create(card["hyper_parameters"])
+    try:
+        model.load_state_dict(load_safetensors(weights))
+    except (SafetensorError, RuntimeError) as exc:  # not a safetensors file; keys or shapes differ
+        raise CheckpointError(f"{name}'s weights do not fit its card: {exc}") from exc
+    parameters = sum(p.numel() for p in model.parameters())
+    if parameters != card["parameters"]:
+        raise CheckpointError(
+            f"{name}'s card says {card['parameters']:,} parameters, the model has {parameters:,}"
+        )
     return model.to(device).eval(), card

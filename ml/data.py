@@ -7,6 +7,7 @@ loading would be the bottleneck on a small CPU.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import zlib
 from dataclasses import dataclass
@@ -40,16 +41,22 @@ class DatasetError(RuntimeError):
 
 @dataclass(frozen=True)
 class Split:
-    """Images as uint8 N x 28 x 28 and labels as int64 N."""
+    """Images as uint8 N x 28 x 28, labels as int64 N, and where each item is in its IDX file."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    indices: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, indices: torch.Tensor) -> Split:
-        return Split(self.images[indices], self.labels[indices])
+    def subset(self, positions: torch.Tensor) -> Split:
+        return Split(self.images[positions], self.labels[positions], self.indices[positions])
+
+    def indices_sha256(self) -> str:
+        """A fingerprint of which file items the split holds, in order (int64 little-endian):
+        what a card records so that a rerun can check it validates on the same images."""
+        return hashlib.sha256(self.indices.numpy().astype("<i8").tobytes()).hexdigest()
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -138,7 +145,15 @@ def load_split(folder: Path, split: str) -> Split:
         )
     if labels.max() >= len(CLASS_NAMES):
         raise DatasetError(f"{split} labels in {folder} go up to {labels.max()}, expected 0-9")
-    return Split(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))
+    return Split(
+        torch.from_numpy(images.copy()),
+        torch.from_numpy(labels.astype(np.int64)),
+        torch.arange(count),
+    )
+
+
+VAL_SIZE = 5_000
+SPLIT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -149,14 +164,17 @@ class FashionMNIST:
     val: Split
     test: Split
     source: Path
+    split_seed: int = SPLIT_SEED
 
 
 def load_fashion_mnist(
     data_dir: str | os.PathLike | None = None,
     download: bool = False,
-    val_size: int = 5_000,
-    split_seed: int = 0,
+    val_size: int = VAL_SIZE,
+    split_seed: int = SPLIT_SEED,
 ) -> FashionMNIST:
+    """The dataset, with `val_size` training images held out for validation by a permutation
+    seeded with `split_seed` (the same for every model and run, whatever the training seed)."""
     folder = locate(data_dir, download)
     full_train = load_split(folder, "train")
     order = torch.randperm(len(full_train), generator=torch.Generator().manual_seed(split_seed))
@@ -165,4 +183,5 @@ def load_fashion_mnist(
         val=full_train.subset(order[:val_size]),
         test=load_split(folder, "test"),
         source=folder,
+        split_seed=split_seed,
     )

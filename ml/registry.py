@@ -9,8 +9,10 @@ needs the model classes.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from torch import nn
@@ -37,23 +39,55 @@ class Recipe:
     weight_average: float | None = None  # EMA decay per step of the weights that are evaluated
 
 
+class HyperParameters(BaseModel):
+    """The constructor arguments of an architecture that a card records, with their bounds.
+
+    Each architecture in `ml.models` has one subclass naming every argument but `num_classes`
+    (fixed by the ten class names); a test keeps the two in step. A card's values are checked
+    against it before they reach a constructor, so a tampered card is refused with a message
+    instead of failing inside PyTorch.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class LeNet5Parameters(HyperParameters):
+    pass
+
+
+class MyNetParameters(HyperParameters):
+    dropout: float = Field(ge=0.0, lt=1.0)
+
+
+class ConvVAEParameters(HyperParameters):
+    latent_dim: int = Field(ge=1, le=1024)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     kind: Kind
     architecture: str  # the class in ml.models
     recipe: Recipe
-    hyper_parameters: dict[str, Any] = field(default_factory=dict)
+    hyper_parameters: HyperParameters  # the recipe's values
     description: str = ""
 
     @property
     def layers(self) -> tuple[str, ...]:
         return EMBEDDING_LAYERS[self.kind]
 
-    def create(self, **hyper_parameters: Any) -> nn.Module:
-        """A new, untrained model; `hyper_parameters` (e.g. a card's) replace the defaults."""
+    def check_hyper_parameters(self, values: Any) -> dict[str, Any]:
+        """`values` (e.g. a card's) as the architecture's constructor arguments; raises
+        pydantic's ValidationError (a ValueError) for unknown, missing or out-of-range ones."""
+        return type(self.hyper_parameters).model_validate(values).model_dump()
+
+    def create(self, hyper_parameters: dict[str, Any] | None = None) -> nn.Module:
+        """A new, untrained model; `hyper_parameters` (e.g. a card's) replace the recipe's."""
+        values = self.check_hyper_parameters(
+            self.hyper_parameters.model_dump() if hyper_parameters is None else hyper_parameters
+        )
         models = importlib.import_module("ml.models")
-        return getattr(models, self.architecture)(**(hyper_parameters or self.hyper_parameters))
+        return getattr(models, self.architecture)(**values)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -70,6 +104,7 @@ MODELS: dict[str, ModelSpec] = {
                 label_smoothing=0.05,
                 augmentations=("flip", "shift"),
             ),
+            hyper_parameters=LeNet5Parameters(),
             description="LeNet-5 on 32x32 input: conv 6@5x5, pool, conv 16@5x5, pool, fc 120-84-10",
         ),
         ModelSpec(
@@ -91,7 +126,7 @@ MODELS: dict[str, ModelSpec] = {
                 # weight decay 5e-4: 94.02%) did no better.
                 augmentations=("flip", "shift"),
             ),
-            hyper_parameters={"dropout": 0.2},
+            hyper_parameters=MyNetParameters(dropout=0.2),
             description="conv 32-64-64 (3x3, BatchNorm), 2 max-pools, fc 4096-128-10 with dropout",
         ),
         ModelSpec(
@@ -99,7 +134,7 @@ MODELS: dict[str, ModelSpec] = {
             kind="autoencoder",
             architecture="ConvVAE",
             recipe=Recipe(epochs=50, lr=1e-3, weight_average=0.999),
-            hyper_parameters={"latent_dim": 32},
+            hyper_parameters=ConvVAEParameters(latent_dim=32),
             description="convolutional VAE, 3 conv + FC encoder, FC + 3 transposed-conv decoder",
         ),
     )

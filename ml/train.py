@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import safetensors
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from ml.augment import augment_batch
+from ml.card_schema import command_options
 from ml.checkpoint import save_checkpoint
 from ml.data import (
     CLASS_NAMES,
@@ -143,12 +145,14 @@ def train_epoch(
 
 
 def validate(
-    spec: ModelSpec, model: nn.Module, split: Split, device: torch.device
+    spec: ModelSpec, model: nn.Module, split: Split, device: torch.device, seed: int
 ) -> dict[str, float]:
+    """Validation metrics; the VAE's latent samples are drawn with the run's seed, as in the
+    final metrics, so that the selected epoch's row and the card's validation figures agree."""
     if spec.kind == "classifier":
         m = classifier_metrics(model, split, device)
         return {"val_loss": m["loss"], "val_accuracy": m["accuracy"]}
-    m = vae_metrics(model, split, device)
+    m = vae_metrics(model, split, device, seed)
     return {"val_loss": m["loss"], "val_bce": m["bce"], "val_kl": m["kl"]}
 
 
@@ -207,7 +211,7 @@ def train_model(
             f"{spec.name} {epoch}/{recipe.epochs}",
             average,
         )
-        row |= validate(spec, evaluated, data.val, device)
+        row |= validate(spec, evaluated, data.val, device, options.seed)
         row["seconds"] = round(time.perf_counter() - epoch_start, 2)
         row = {k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}
         history.append(row)
@@ -233,7 +237,7 @@ def train_model(
         "kind": spec.kind,
         "description": spec.description,
         "architecture": type(model).__name__,
-        "hyper_parameters": spec.hyper_parameters,
+        "hyper_parameters": spec.hyper_parameters.model_dump(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "class_names": list(CLASS_NAMES),
         "input": {
@@ -258,15 +262,12 @@ def train_model(
                 "val": len(data.val),
                 "test": len(data.test),
             },
+            "split": {"seed": data.split_seed, "val_indices_sha256": data.val.indices_sha256()},
         },
         "history": history,
         "metrics": metrics,
         "embedding_maps": pca_maps(model, data.train, device, options.seed),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-        },
+        "versions": library_versions(),
     }
     card = save_checkpoint(spec.name, model, card, options.checkpoint_dir)
     card = export_graphs(spec.name, model, card, options.checkpoint_dir)
@@ -275,6 +276,38 @@ def train_model(
 
         draw_figures(spec.name, model, card, data, options.reports_dir, device)
     return card
+
+
+def library_versions() -> dict[str, str]:
+    """What a rerun must match to reproduce the weights bit for bit: the libraries, and the CPU
+    kernels PyTorch picked on this machine (AVX2, AVX512, ...), which round differently."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "safetensors": safetensors.__version__,
+        "platform": platform.platform(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
+def rerun_command(argv: list[str], seed: int, device: torch.device) -> str:
+    """The command as typed, plus the settings it left to defaults or to the machine: the seed,
+    the device it resolved to and the thread count (CPU training is deterministic only for a
+    fixed thread count), so that the card's command alone reruns the same training."""
+    typed = command_options(shlex.join(argv))
+    settings = {
+        "--seed": str(seed),
+        "--device": str(device),
+        "--threads": str(torch.get_num_threads()),
+    }
+    added = [
+        word
+        for option, value in settings.items()
+        if typed.get(option) != value
+        for word in (option, value)
+    ]
+    return shlex.join(["fmnist-train", *argv, *added])
 
 
 def summary_row(card: dict[str, Any]) -> str:
@@ -301,6 +334,7 @@ def quick_subset(data: FashionMNIST, seed: int) -> FashionMNIST:
         val=take(data.val, QUICK_SIZES["val"]),
         test=take(data.test, QUICK_SIZES["test"]),
         source=data.source,
+        split_seed=data.split_seed,
     )
 
 
@@ -352,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         or (quick_root / "checkpoints" if args.quick else Path("checkpoints")),
         reports_dir=args.reports or (quick_root / "reports" if args.quick else Path("reports")),
         figures=not args.no_figures,
-        command=shlex.join(["fmnist-train", *(sys.argv[1:] if argv is None else argv)]),
+        command=rerun_command(sys.argv[1:] if argv is None else argv, args.seed, device),
     )
     print(
         f"data: {data.source} (train {len(data.train)}, val {len(data.val)}, test {len(data.test)})"

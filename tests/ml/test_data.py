@@ -67,6 +67,14 @@ def test_validation_split_is_held_out_and_fixed(synthetic_dataset: Path) -> None
     assert (len(data.train), len(data.val), len(data.test)) == (55_000, 5_000, 10_000)
     again = load_fashion_mnist(synthetic_dataset)
     assert torch.equal(data.val.images, again.val.images)
+    assert data.val.indices_sha256() == again.val.indices_sha256()
+    other = load_fashion_mnist(synthetic_dataset, split_seed=1)
+    assert other.val.indices_sha256() != data.val.indices_sha256()
+    held_out, kept = set(data.val.indices.tolist()), set(data.train.indices.tolist())
+    assert not held_out & kept and len(held_out | kept) == 60_000
+    assert torch.equal(
+        data.val.images, load_split(synthetic_dataset, "train").images[data.val.indices]
+    )
     x = to_float(data.val.images[:4])
     assert x.shape == (4, 1, 28, 28) and x.dtype == torch.float32
     assert x.min() >= 0.0 and x.max() <= 1.0

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ml.cards import CheckpointError, read_verified
+from ml.card_schema import CARD_FORMAT, command_options
+from ml.cards import CheckpointError, read_card, read_verified
 from ml.checkpoint import load_model
 from ml.data import load_fashion_mnist, to_float
 from ml.embedding import embed
@@ -37,9 +41,16 @@ def quick_run(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory)
 @pytest.mark.parametrize("name", ["lenet", "mynet", "vae"])
 def test_card_records_how_and_how_well(quick_run, name: str) -> None:
     out, argv = quick_run
-    card = json.loads((out / "checkpoints" / f"{name}.json").read_text())
-    assert card["training"]["command"].split()[1:] == argv
-    assert card["training"]["seed"] == 3
+    card = read_card(name, out / "checkpoints")  # valid in the newest format
+    assert card["format"] == CARD_FORMAT
+    training = card["training"]
+    command = shlex.split(training["command"])
+    assert command[1 : len(argv) + 1] == argv  # as typed, then what it left to defaults
+    options = command_options(training["command"])
+    assert (options["--seed"], options["--device"]) == ("3", training["device"])
+    assert options["--threads"] == str(training["threads"])
+    assert training["seed"] == 3 and training["split"]["seed"] == 0
+    assert {"python", "torch", "numpy", "cpu_capability"} <= set(card["versions"])
     assert len(card["history"]) == 1 and card["history"][0]["epoch"] == 1
     assert len(card["weights"]["sha256"]) == 64
     test = card["metrics"]["test"]
@@ -130,6 +141,29 @@ def test_same_seed_same_weights(quick_run, synthetic_dataset: Path, tmp_path: Pa
     first = json.loads((out / "checkpoints" / "lenet.json").read_text())
     second = json.loads((tmp_path / "lenet.json").read_text())
     assert first["weights"]["sha256"] == second["weights"]["sha256"]
+
+
+def test_recorded_command_reruns_to_identical_weights(synthetic_dataset: Path, tmp_path: Path):
+    """The card alone reruns a training: its command, run again in a fresh process, gives the
+    same weights bit for bit, though the first run left the seed and thread count to defaults
+    (one thread here, where a fresh process would start with one per core)."""
+    argv = ["--model", "mynet", "--quick", "--device", "cpu", "--no-figures"]
+    argv += ["--data-dir", str(synthetic_dataset), "--out", str(tmp_path)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    first = read_card("mynet", tmp_path)
+    command = first["training"]["command"]
+    assert command_options(command)["--threads"] == "1"
+    rerun = [sys.executable, "-m", "ml.train", *shlex.split(command)[1:]]
+    subprocess.run(rerun, check=True, capture_output=True, timeout=300)
+    second = read_card("mynet", tmp_path)
+    assert second["weights"]["sha256"] == first["weights"]["sha256"]
+    assert second["training"]["split"] == first["training"]["split"]
+    assert second["training"]["command"] == command  # nothing left to add
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,19 @@ async def test_a_card_without_onnx_graphs_names_the_export_command(tmp_path):
             pass
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+async def test_a_tampered_card_is_a_start_up_error(tmp_path, backend):
+    """A card rewritten to call LeNet an autoencoder fails validation on either backend."""
+    for suffix in (".safetensors", ".onnx"):
+        shutil.copy(CHECKPOINT_DIR / f"lenet{suffix}", tmp_path)
+    card = json.loads((CHECKPOINT_DIR / "lenet.json").read_text())
+    (tmp_path / "lenet.json").write_text(json.dumps(card | {"kind": "autoencoder"}))
+    settings = make_settings(models=["lenet"], checkpoint_dir=tmp_path, backend=backend)
+    with pytest.raises(StartupError, match="cannot load model 'lenet': card .* is invalid"):
+        async with serving(settings):
+            pass
+
+
 async def test_only_the_configured_models_are_loaded():
     async with serving(make_settings(models=["lenet"])) as client:
         assert [m["name"] for m in (await client.get("/models")).json()["models"]] == ["lenet"]
