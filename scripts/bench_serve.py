@@ -11,7 +11,7 @@ and drives each with a fixed number of JSON /classify requests (`{"images": [bas
 ...]}`, the one body all three accept; LitServe cannot pass a multipart upload to its inference
 process) (single images at
 concurrency 1, 16 and 64, then 64-image requests at concurrency 4) from a separate load process,
-`--repeats` times per scenario. The load process speaks HTTP/1.1 over raw asyncio sockets on
+`--repeats` times per scenario. The load process (scripts/load_generator.py) speaks HTTP/1.1 over raw asyncio sockets on
 keep-alive connections, so it costs far less per request than the servers do (an httpx-based
 generator would be the bottleneck). For each run it records the CPU time the server's processes
 used (all of them: workers, LitServe's inference process), reported as cores busy on average,
@@ -27,7 +27,6 @@ block.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import contextlib
 import io
@@ -60,9 +59,9 @@ from ml.report import markers, replace_block
 from service.imaging import decode
 
 REPO = Path(__file__).resolve().parents[1]
+LOAD_GENERATOR = Path(__file__).with_name("load_generator.py")
 SERVERS = ("naive", "litserve", "service")
 LITSERVE_BATCH_TIMEOUT_S = 0.005
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -206,15 +205,14 @@ def process_tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of `pids` so far (threads included)."""
+    """CPU time of every thread of `pids` so far, from the scheduler's nanosecond counters (the
+    tick-based utime/stime of /proc/PID/stat are too coarse, and wrong in some VMs)."""
     total = 0
     for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError):  # the thread has ended
+                total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def rss_mb(pids: list[int]) -> list[float]:
@@ -279,68 +277,12 @@ def json_body(images: list[bytes]) -> tuple[bytes, str]:
     return json.dumps({"images": encoded}).encode(), "application/json"
 
 
-async def drive(url: str, body: bytes, content_type: str, concurrency: int, total: int) -> dict:
-    """`total` POSTs of `body` to `url` over `concurrency` keep-alive connections."""
-    target = httpx.URL(url)
-    head = (
-        f"POST {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
-        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    request = head.encode() + body
-    latencies: list[float] = []
-    errors = 0
-    remaining = total
-
-    async def client() -> None:
-        nonlocal errors, remaining
-        reader, writer = await asyncio.open_connection(target.host, target.port)
-        while remaining > 0:
-            remaining -= 1
-            started = time.perf_counter()
-            writer.write(request)
-            status = (await reader.readline()).split(b" ", 2)[1]
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
-            latencies.append(time.perf_counter() - started)
-            errors += status != b"200"
-        writer.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    seconds = time.perf_counter() - started
-    p50, p90, p99 = np.percentile(latencies, [50, 90, 99]) * 1000
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "seconds": seconds,
-        "p50_ms": p50,
-        "p90_ms": p90,
-        "p99_ms": p99,
-    }
-
-
 def run_load(
     url: str, scenario: Scenario, body_file: Path, content_type: str, load_cpus: list[int]
 ) -> dict:
-    """Run `drive` in a fresh process pinned to `load_cpus`; returns its measurements."""
-    command = [
-        sys.executable,
-        __file__,
-        "--load",
-        url,
-        "--body",
-        str(body_file),
-        "--content-type",
-        content_type,
-        "--concurrency",
-        str(scenario.concurrency),
-        "--requests",
-        str(scenario.requests),
-    ]
+    """Run the load generator in a fresh process pinned to `load_cpus`; its measurements."""
+    command = [sys.executable, str(LOAD_GENERATOR), url, str(body_file), content_type]
+    command += [str(scenario.concurrency), str(scenario.requests)]
     output = subprocess.run(
         command,
         capture_output=True,
@@ -539,10 +481,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     # Internal modes: the peers, and the load process.
     parser.add_argument("--serve", choices=["naive", "litserve"], help=argparse.SUPPRESS)
-    parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
-    parser.add_argument("--body", help=argparse.SUPPRESS)
-    parser.add_argument("--content-type", help=argparse.SUPPRESS)
-    parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -552,11 +490,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.serve:
         serve = serve_naive if args.serve == "naive" else serve_litserve
         return serve(args.model, args.checkpoint_dir, args.port)
-    if args.load:
-        body = Path(args.body).read_bytes()
-        load = drive(args.load, body, args.content_type, args.concurrency, args.requests)
-        print(json.dumps(asyncio.run(load)))
-        return None
     scenarios = [
         Scenario("1 image, 1 client", 1, 1, max(args.requests // 2, 1)),
         Scenario("1 image, 16 clients", 16, 1, args.requests),

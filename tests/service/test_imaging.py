@@ -150,3 +150,23 @@ def test_png_helpers_round_trip():
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(imaging.png_bytes(pixels)))), pixels)
     assert imaging.upscale(pixels, 3).shape == (84, 84)
     assert imaging.upscale(pixels, 3)[3 * 10 + 2, 3 * 14 + 1] == pixels[10, 14]
+
+
+@pytest.mark.parametrize("fmt", ["TGA", "ICO", "PCX"])
+def test_formats_outside_the_accepted_list_are_refused(fmt):
+    """Pillow reads these, but the service decodes only `imaging.FORMATS`."""
+    assert fmt not in imaging.FORMATS
+    with pytest.raises(InvalidImage):
+        imaging.decode(png(np.zeros((28, 28), np.uint8), format=fmt), "auto", 4096 * 4096)
+
+
+def test_exif_rotation_of_a_png_is_applied():
+    """PNGs skip the EXIF look-up unless they carry an eXIf chunk; then it is honoured."""
+    image = Image.new("L", (20, 10), 0)
+    image.paste(255, (0, 0, 10, 10))  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=exif.tobytes())
+    upright = imaging.decode(buffer.getvalue(), "false", 4096 * 4096)
+    assert upright[:14].mean() > upright[14:].mean()  # the white half is now on top
