@@ -7,18 +7,17 @@ Starts three servers in turn on the same cores, serving the same checkpoint:
             standard small serving framework;
   service   this service as its default start command runs it (`fmnist-serve`: one worker
             process per core, ONNX Runtime on CPU, dynamic batching);
-and drives each with a fixed number of JSON /classify requests (`{"images": [base64 PNG,
-...]}`, the one body all three accept; LitServe cannot pass a multipart upload to its inference
-process) (single images at
-concurrency 1, 16 and 64, then 64-image requests at concurrency 4) from a separate load process,
-`--repeats` times per scenario. The load process (scripts/load_generator.py) speaks HTTP/1.1 over raw asyncio sockets on
-keep-alive connections, so it costs far less per request than the servers do (an httpx-based
-generator would be the bottleneck). For each run it records the CPU time the server's processes
-used (all of them: workers, LitServe's inference process), reported as cores busy on average,
-and after the last scenario the resident memory of each server process. Prints (and writes to
---output) a markdown table of the median req/s with its range over the repeats, images/s,
-median p50/p90/p99 latency and CPU, and puts the headline and the table in the README's bench
-block.
+and drives each with a fixed number of JSON /classify requests, `{"images": [base64 PNG, ...]}`
+(the one body all three accept: LitServe cannot pass a multipart upload to its inference
+process): single images at concurrency 1, 16 and 64, then 64-image requests at concurrency 4,
+`--repeats` times per scenario. The load comes from scripts/load_generator.py in its own
+process (raw asyncio HTTP/1.1 on keep-alive connections, far cheaper per request than the
+servers). For each run the script records the CPU time of all the server's processes (workers,
+LitServe's inference process), reported as cores busy on average, and after the last scenario
+the resident memory of each server process and how long the server took to be ready. Prints (and
+writes to --output) a markdown table of the median req/s with its range over the repeats,
+images/s, median p50/p90/p99 latency and CPU, and puts the headline and the tables in the
+README's bench block.
 
     python scripts/bench_serve.py
     python scripts/bench_serve.py --requests 500   # a quicker run
