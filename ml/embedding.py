@@ -1,5 +1,5 @@
-"""Feature vectors from any model: what `/embed` returns and what the card's PCA maps are fitted
-on (see `ml.pca_map`)."""
+"""Feature vectors from any model: what `/embed` returns, what the card's PCA maps are fitted on
+(training images, see `ml.pca_map`) and what the report's maps show (test images)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ import torch
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from torch import nn
 
@@ -24,6 +23,7 @@ from ml.data import CLASS_NAMES, FashionMNIST, to_float
 from ml.embedding import CLASSIFIER_LAYERS, embed
 from ml.evaluate import batched
 from ml.models import kl_per_dimension
+from ml.pca_map import project
 
 TSNE_POINTS = 2_000
 # The figures each kind of model gets, as `<model>_<figure>.png` in the reports folder.
@@ -127,21 +127,50 @@ def _validation_label(card: dict) -> str:
     return "validation (averaged weights)" if averaged else "validation"
 
 
-def plot_maps(
-    layers: dict[str, np.ndarray], labels: np.ndarray, method: str, name: str, path: Path
+def plot_pca_maps(
+    layers: dict[str, np.ndarray], labels: np.ndarray, card: dict[str, Any], path: Path
 ) -> Path:
-    """One 2-D map per layer (PCA or fixed-seed t-SNE), points coloured by class."""
-    fig, axes = _subplots(1, len(layers), (5.2 * len(layers) + 1.8, 5))
-    for ax, (layer, vectors) in zip(axes[0], layers.items(), strict=True):
-        if method == "pca":
-            xy = PCA(n_components=2, random_state=0).fit_transform(vectors)
-        else:
-            xy = TSNE(n_components=2, init="pca", random_state=0, perplexity=30).fit_transform(
-                vectors
+    """Test images on the training-set PCA map stored in the card, one panel per layer: the
+    map `/embed` places its inputs on (fitted by the training script on training images)."""
+    return _maps(
+        {
+            f"{card['name']}: {_layer_name(layer)} ({vectors.shape[1]}-d), {len(vectors):,} test "
+            "images\non the training-set PCA map (as /embed)": project(
+                vectors, card["embedding_maps"][layer]
             )
-        _scatter_by_class(
-            ax, xy, labels, f"{name}: {method.upper()} of {layer} ({vectors.shape[1]}-d)"
-        )
+            for layer, vectors in layers.items()
+        },
+        labels,
+        path,
+    )
+
+
+def plot_tsne_maps(
+    layers: dict[str, np.ndarray], labels: np.ndarray, name: str, path: Path
+) -> Path:
+    """A fixed-seed t-SNE of test images, one panel per layer (fitted here, on these images)."""
+    return _maps(
+        {
+            f"{name}: t-SNE of {_layer_name(layer)} ({vectors.shape[1]}-d),\n"
+            f"{len(vectors):,} test images": TSNE(
+                n_components=2, init="pca", random_state=0, perplexity=30
+            ).fit_transform(vectors)
+            for layer, vectors in layers.items()
+        },
+        labels,
+        path,
+    )
+
+
+def _layer_name(layer: str) -> str:
+    return "latent mean" if layer == "latent" else layer
+
+
+def _maps(panels: dict[str, np.ndarray], labels: np.ndarray, path: Path) -> Path:
+    """One scatter per titled set of 2-D points, coloured by class, with one legend."""
+    fig, axes = _subplots(1, len(panels), (5.2 * len(panels) + 1.8, 5))
+    for ax, (title, xy) in zip(axes[0], panels.items(), strict=True):
+        _scatter_by_class(ax, xy, labels, title)
     _class_legend(fig, axes[0][0])
     fig.subplots_adjust(right=0.82)
     return _save(fig, path)
@@ -259,13 +288,12 @@ def classifier_figures(
     subset = _tsne_subset(len(test))
     return [
         _timed("curves", lambda: plot_curves(card, out / f"{name}_curves.png")),
-        _timed("PCA", lambda: plot_maps(vectors, labels, "pca", name, out / f"{name}_pca.png")),
+        _timed("PCA", lambda: plot_pca_maps(vectors, labels, card, out / f"{name}_pca.png")),
         _timed(
             "t-SNE",
-            lambda: plot_maps(
+            lambda: plot_tsne_maps(
                 {k: v[subset] for k, v in vectors.items()},
                 labels[subset],
-                "t-sne",
                 name,
                 out / f"{name}_tsne.png",
             ),
@@ -352,19 +380,13 @@ def vae_figures(
         ),
         _timed(
             "latent map",
-            lambda: plot_maps(
-                {"latent mean": means[subset]},
-                labels[subset],
-                "t-sne",
-                name,
-                out / f"{name}_latent_tsne.png",
+            lambda: plot_tsne_maps(
+                {"latent": means[subset]}, labels[subset], name, out / f"{name}_latent_tsne.png"
             ),
         ),
         _timed(
             "latent PCA",
-            lambda: plot_maps(
-                {"latent mean": means}, labels, "pca", name, out / f"{name}_latent_pca.png"
-            ),
+            lambda: plot_pca_maps({"latent": means}, labels, card, out / f"{name}_latent_pca.png"),
         ),
     ]
 

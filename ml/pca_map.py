@@ -1,8 +1,10 @@
 """The 2-D PCA map of the training set that feature vectors are placed on (numpy only).
 
-The map is fitted once by the training script on training images and stored in the model's card
-(mean, two principal axes, and a class-balanced sample of training points to draw), so that
-serving projects new inputs onto exactly the map in the report.
+The map is fitted once by the training script on training images (the first 10,000 of the
+training split) and stored in the model's card: mean, two principal axes, and a class-balanced
+sample of training points to draw. `/embed` projects its inputs onto that map, and the report's
+PCA figures (`ml.figures.plot_pca_maps`) project the test images onto the same one, so the two
+agree, axes and signs included.
 """
 
 from __future__ import annotations

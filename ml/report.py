@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -35,26 +37,45 @@ def _minutes(card: dict[str, Any]) -> str:
     return f"{card['training']['seconds'] / 60:.1f} min"
 
 
+def _accuracy(metrics: dict[str, Any]) -> str:
+    """Accuracy with its standard error (binomial, from the number of images)."""
+    accuracy = metrics["accuracy"]
+    error = math.sqrt(accuracy * (1 - accuracy) / metrics["count"])
+    return f"{accuracy * 100:.2f}% ± {error * 100:.2f}"
+
+
+def _nats(metrics: dict[str, Any]) -> str:
+    floor = f", floor {metrics['bce_floor']:.2f}" if "bce_floor" in metrics else ""
+    return f"{metrics['loss']:.2f} nats (BCE {metrics['bce']:.2f}{floor}; KL {metrics['kl']:.2f})"
+
+
 def results_table(cards: dict[str, dict[str, Any]]) -> str:
+    """Validation beside test figures for every card, then the notes that qualify them."""
     lines = [
-        "| model | parameters | test result | original report | epochs (best) | training time |",
-        "|---|---:|---|---|---|---|",
+        "| model | parameters | validation (5,000 images) | test (10,000 images) "
+        "| original report | epochs (best on validation) | training time |",
+        "|---|---:|---|---|---|---|---|",
     ]
     for name, card in cards.items():
-        test = card["metrics"]["test"]
-        training = card["training"]
-        if card["kind"] == "classifier":
-            result = f"**{test['accuracy'] * 100:.2f}%** accuracy"
-        else:
-            result = (
-                f"**{test['loss']:.2f}** nats/image (BCE {test['bce']:.2f} + KL {test['kl']:.2f})"
-            )
+        metrics, training = card["metrics"], card["training"]
+        result = _accuracy if card["kind"] == "classifier" else _nats
         lines.append(
-            f"| `{name}` | {card['parameters']:,} | {result} | {ORIGINAL_REPORT.get(name, '-')} "
+            f"| `{name}` | {card['parameters']:,} | {result(metrics['validation'])} "
+            f"| **{result(metrics['test'])}** | {ORIGINAL_REPORT.get(name, '-')} "
             f"| {len(card['history'])} ({training['selected_epoch']}) | {_minutes(card)} |"
         )
-    lines.append(f"| classical baseline | | {SVC_BASELINE} | | | |")
-    return "\n".join(lines)
+    lines.append(f"| classical baseline | | | {SVC_BASELINE} | | | |")
+    return "\n".join([*lines, "", *(textwrap.fill(note, 100, break_on_hyphens=False) for note in NOTES)])
+
+
+NOTES = [
+    "Accuracies are given ± one standard error (binomial). The VAE's figure is nats per image: "
+    "a one-sample negative ELBO (binary cross-entropy of the pixels plus the KL term, one latent "
+    "sampled per image), the convention of pytorch/examples. The pixels are grey levels, not "
+    "binary, so this Bernoulli likelihood is not a normalised density: the BCE cannot go below "
+    "the floor given (the pixels' own binary entropy, reached only by a perfect reconstruction), "
+    "and the figure is not comparable with published negative log-likelihoods on binarised data.",
+]
 
 
 def replace_block(text: str, name: str, block: str) -> str:
@@ -86,8 +107,9 @@ def write_reports_readme(cards: dict[str, dict[str, Any]], path: Path) -> Path:
         "# Results and figures",
         "",
         "Written by the training script from the checkpoint cards (`checkpoints/*.json`); "
-        "regenerate with `python scripts/make_figures.py`. Test figures use the official "
-        "10,000-image test set; every training choice used the 5,000-image validation split.",
+        "regenerate with `python scripts/make_figures.py`. Validation figures use the "
+        "5,000-image split held out of the training images, test figures the official "
+        "10,000-image test set; see the top-level README for how each was used.",
         "",
         results_table(cards),
     ]

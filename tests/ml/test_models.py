@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
 import torch
 
+import ml.models
 from ml.models import ConvVAE, LeNet5, MyNet, optimise_for_inference, vae_loss_terms
 from ml.registry import MODELS, UnknownModelError, get_spec
 
@@ -64,6 +66,15 @@ def test_registry_builds_every_model_and_rejects_unknown_names() -> None:
     assert isinstance(get_spec("mynet").create(), MyNet)
     with pytest.raises(UnknownModelError, match="known models: lenet, mynet, vae"):
         get_spec("resnet")
+
+
+@pytest.mark.parametrize("spec", MODELS.values(), ids=list(MODELS))
+def test_registry_hyper_parameters_are_the_constructor_arguments(spec) -> None:
+    """What a card may set is what the architecture's constructor takes (but the class count)."""
+    constructor = inspect.signature(getattr(ml.models, spec.architecture))
+    assert set(type(spec.hyper_parameters).model_fields) == set(constructor.parameters) - {
+        "num_classes"
+    }
 
 
 def deterministic_outputs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
