@@ -65,7 +65,9 @@ def results_table(cards: dict[str, dict[str, Any]]) -> str:
             f"| {len(card['history'])} ({training['selected_epoch']}) | {_minutes(card)} |"
         )
     lines.append(f"| classical baseline | | | {SVC_BASELINE} | | | |")
-    return "\n".join([*lines, "", *(textwrap.fill(note, 100, break_on_hyphens=False) for note in NOTES)])
+    return "\n".join(
+        [*lines, "", *(textwrap.fill(note, 100, break_on_hyphens=False) for note in NOTES)]
+    )
 
 
 NOTES = [
