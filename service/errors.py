@@ -87,6 +87,12 @@ class UnknownModel(ServiceError):
     status, code = 422, "unknown_model"
 
 
+class ModelLoadFailed(ServiceError):
+    """A repository load refused (missing or altered checkpoint); the old model still serves."""
+
+    status, code = 400, "load_failed"
+
+
 class NotReady(ServiceError):
     status, code = 503, "not_ready"
 
@@ -106,7 +112,7 @@ def error_response(error: ServiceError) -> JSONResponse:
     return JSONResponse(error_body(error.code, error.message), error.status, error.headers)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def validation_message(exc: RequestValidationError) -> str:
     parts = []
     for problem in exc.errors():
         where = ".".join(str(part) for part in problem.get("loc", ()))
@@ -121,7 +127,7 @@ async def _on_service_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return error_response(InvalidParameter(_validation_message(exc)))
+    return error_response(InvalidParameter(validation_message(exc)))
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:

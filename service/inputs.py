@@ -93,6 +93,18 @@ async def _reject_media_type(request: Request, media: str, how: str) -> NoReturn
     raise UnsupportedMediaType(f"unsupported content type {media or '(none)'!r}; {how}")
 
 
+async def decode_image_files(
+    files: list[bytes], invert: InvertMode, settings: Settings
+) -> np.ndarray:
+    """Encoded image files (as other protocols carry them) -> N x 28 x 28, with the limits and
+    the decoding of uploads."""
+    if not files:
+        raise NoImages(f"no images; {HOW_TO_SEND}")
+    _check_count(len(files), settings)
+    items = [_Item(f"image {i + 1}", "file", data) for i, data in enumerate(files)]
+    return await _decode_files(items, invert, settings)
+
+
 async def _multipart_items(
     request: Request, settings: Settings, names: tuple[str, ...] | None
 ) -> list[_Item]:

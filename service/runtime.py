@@ -3,6 +3,7 @@ and served through one dynamic batcher per model operation."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 import ml
 from service.backends import Backend, Engine, choose_backend, load_engine
 from service.batching import Batcher
-from service.errors import InvalidParameter, NotReady, UnknownModel
+from service.errors import InvalidParameter, ModelLoadFailed, NotFound, NotReady, UnknownModel
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -32,6 +33,10 @@ class LoadedModel:
     card: dict[str, Any]
     engine: Engine
     batchers: dict[str, Batcher] = field(default_factory=dict)
+    executor: ThreadPoolExecutor | None = None
+    successor: LoadedModel | None = None
+    """The load that replaced this one: calls that come after its batchers stopped go there."""
+    _calls: int = 0  # calls inside a batcher now
 
     @property
     def device(self) -> str:
@@ -49,7 +54,23 @@ class LoadedModel:
 
     async def run(self, op: str, inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         """Run operation `op` (see `service.backends.engine.OPERATIONS`) through its batcher."""
-        return await self.batchers[op].submit(inputs)
+        batcher = self.batchers[op]
+        if self.successor is not None and not batcher.running:
+            return await self.successor.run(op, inputs)
+        self._calls += 1
+        try:
+            return await batcher.submit(inputs)
+        finally:
+            self._calls -= 1
+
+    async def drain(self) -> None:
+        """Once every call already in a batcher is answered, stop the batchers and the thread."""
+        while self._calls:
+            await asyncio.sleep(0.005)
+        for batcher in self.batchers.values():
+            await batcher.stop()
+        if self.executor is not None:
+            self.executor.shutdown(wait=False)
 
 
 class Runtime:
@@ -60,6 +81,7 @@ class Runtime:
         self.backend: Backend | None = None
         self._executors: list[ThreadPoolExecutor] = []
         self._ready = False
+        self._loading = asyncio.Lock()  # one repository load or unload at a time
 
     @property
     def ready(self) -> bool:
@@ -76,34 +98,48 @@ class Runtime:
             self.backend = choose_backend(settings.backend, settings.device)
         except ValueError as exc:
             raise StartupError(f"FMNIST_BACKEND / FMNIST_DEVICE: {exc}") from None
-        threads = settings.engine_threads
         for name in settings.models:
             try:
-                card = ml.read_card(name, settings.checkpoint_dir)
-                engine = await run_in_threadpool(
-                    load_engine,
-                    self.backend,
-                    name,
-                    card,
-                    settings.checkpoint_dir,
-                    settings.device,
-                    threads,
-                )
+                card, engine = await self._open(name)
             except ml.CheckpointError as exc:
                 raise StartupError(f"cannot load model {name!r}: {exc}") from None
             except ValueError as exc:
                 raise StartupError(f"FMNIST_DEVICE: {exc}") from None
             self.models[name] = self._serve(name, card, engine)
-            log.info(
-                "loaded %s (%s parameters) on %s, %s with %d thread(s)",
-                name,
-                card.get("parameters"),
-                engine.device,
-                engine.backend,
-                threads,
-            )
         await self._warm_up()
         self._ready = True
+
+    async def load(self, name: str) -> LoadedModel:
+        """Load `name` from the checkpoint folder as it is now (hashes verified), warm it, and
+        swap it in: new requests use it, calls already in the old model's batchers finish
+        there. On failure the old model keeps serving and `ModelLoadFailed` is raised."""
+        if name not in ml.MODELS:
+            raise NotFound(f"unknown model {name!r}; known models: {', '.join(ml.MODELS)}")
+        async with self._loading:
+            try:
+                card, engine = await self._open(name)
+            except (ml.CheckpointError, ValueError) as exc:
+                raise ModelLoadFailed(f"cannot load model {name!r}: {exc}") from None
+            loaded = self._serve(name, card, engine)
+            try:
+                await self._warm(loaded)
+            except Exception as exc:
+                await self._retire(loaded)
+                raise ModelLoadFailed(f"model {name!r} failed its warm-up: {exc}") from exc
+            previous = self.models.get(name)
+            self.models[name] = loaded
+            if previous is not None:
+                previous.successor = loaded
+                await self._retire(previous)
+            return loaded
+
+    async def unload(self, name: str) -> None:
+        """Stop serving `name`: new requests are refused, calls in its batchers finish."""
+        async with self._loading:
+            loaded = self.models.pop(name, None)
+            if loaded is None:
+                raise NotFound(f"model {name!r} is not loaded")
+            await self._retire(loaded)
 
     async def stop(self) -> None:
         self._ready = False
@@ -134,11 +170,37 @@ class Runtime:
         """Where the models run (`cpu`, `cuda:0`), once loaded."""
         return next((loaded.device for loaded in self.models.values()), None)
 
+    async def _open(self, name: str) -> tuple[dict[str, Any], Engine]:
+        """The card and engine of `name`, hashes verified; raises `ml.CheckpointError` or
+        `ValueError` (bad device)."""
+        settings = self.settings
+        assert self.backend is not None
+        card = ml.read_card(name, settings.checkpoint_dir)
+        threads = settings.engine_threads
+        engine = await run_in_threadpool(
+            load_engine, self.backend, name, card, settings.checkpoint_dir, settings.device, threads
+        )
+        log.info(
+            "loaded %s (%s parameters, sha256 %s) on %s, %s with %d thread(s)",
+            name,
+            card.get("parameters"),
+            card["weights"]["sha256"][:12],
+            engine.device,
+            engine.backend,
+            threads,
+        )
+        return card, engine
+
+    async def _retire(self, loaded: LoadedModel) -> None:
+        await loaded.drain()
+        if loaded.executor in self._executors:
+            self._executors.remove(loaded.executor)
+
     def _serve(self, name: str, card: dict[str, Any], engine: Engine) -> LoadedModel:
         # One thread per model: its batches run one after another, models run side by side.
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{name}")
         self._executors.append(executor)
-        loaded = LoadedModel(name, ml.get_spec(name).kind, card, engine)
+        loaded = LoadedModel(name, ml.get_spec(name).kind, card, engine, executor=executor)
         for op, fn in engine.operations().items():
             batcher = Batcher(
                 name,
@@ -155,16 +217,19 @@ class Runtime:
         return loaded
 
     async def _warm_up(self) -> None:
+        for loaded in self.models.values():
+            await self._warm(loaded)
+
+    async def _warm(self, loaded: LoadedModel) -> None:
         """One dummy batch through every operation, so the first request pays no set-up cost."""
         size = min(8, self.settings.max_batch_size)
-        for loaded in self.models.values():
-            for op, batcher in loaded.batchers.items():
-                if op == "decode":
-                    assert loaded.latent_dim is not None
-                    dummy = np.zeros((size, loaded.latent_dim), dtype=np.float32)
-                else:
-                    dummy = np.zeros((size, ml.IMAGE_SIZE, ml.IMAGE_SIZE), dtype=np.float32)
-                await batcher.submit(dummy)
+        for op, batcher in loaded.batchers.items():
+            if op == "decode":
+                assert loaded.latent_dim is not None
+                dummy = np.zeros((size, loaded.latent_dim), dtype=np.float32)
+            else:
+                dummy = np.zeros((size, ml.IMAGE_SIZE, ml.IMAGE_SIZE), dtype=np.float32)
+            await batcher.submit(dummy)
 
 
 def _with_article(noun: str) -> str:

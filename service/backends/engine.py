@@ -25,14 +25,20 @@ OPERATIONS: dict[Kind, dict[str, tuple[str, tuple[str, ...]]]] = {
         "classify": ("forward", ("probabilities",)),
         "embed:penultimate": ("forward", ("penultimate",)),
         "embed:logits": ("forward", ("logits",)),
+        "forward": ("forward", ("probabilities", "logits", "penultimate")),
     },
     "autoencoder": {
         "embed:latent": ("encoder", ("latent_mean",)),
         "reconstruct": ("forward", ("reconstruction", "bce", "kl")),
         "decode": ("decoder", ("images",)),
+        "forward": (
+            "forward",
+            ("latent_mean", "latent_log_variance", "reconstruction", "bce", "kl"),
+        ),
     },
 }
-"""operation -> (graph, outputs): what each route's batcher runs."""
+"""operation -> (graph, outputs): what each route's batcher runs. `forward` (every output of the
+graph) serves the v2 requests that no narrower operation covers (`service.v2.catalog`)."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,17 @@
 """One router per resource. The app puts the API-key check (when a key is set) on
 `PROTECTED_ROUTERS`; `PUBLIC_ROUTERS` (health, readiness, metrics) stay open for probes."""
 
-from service.routes import classify, embed, generate, health, interpolate, models, reconstruct
+from service.routes import (
+    classify,
+    embed,
+    generate,
+    health,
+    interpolate,
+    models,
+    reconstruct,
+    repository,
+    v2,
+)
 
 PROTECTED_ROUTERS = (
     classify.router,
@@ -10,5 +20,8 @@ PROTECTED_ROUTERS = (
     interpolate.router,
     generate.router,
     models.router,
+    v2.router,
+    repository.router,
 )
-PUBLIC_ROUTERS = (health.router,)
+# v2.fallback (the protocol's 404 for any other /v2 path) comes after every /v2 route.
+PUBLIC_ROUTERS = (health.router, v2.public, v2.fallback)
