@@ -21,6 +21,7 @@ $(VENV)/.serve: pyproject.toml | $(BIN)/python
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e ./client
 	touch $@ $(VENV)/.serve
 
 venv: $(VENV)/.dev

@@ -1,4 +1,4 @@
-"""`fmnist`: the model service from a shell, built on `service.client`.
+"""`fmnist`: the model service from a shell, built on `fmnist_client.client`.
 
 fmnist classify examples/shirt.png examples/bag.png --model lenet --top-k 3
 fmnist interpolate examples/sandal.png examples/boot.png --steps 12 -o strip.png
@@ -8,16 +8,15 @@ fmnist generate -n 16 --seed 1 -o grid.png
 from __future__ import annotations
 
 import argparse
-import io
 import json
+import struct
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PIL import Image
 from pydantic_core import to_jsonable_python
 
-from service.client import Client, ServiceError
+from fmnist_client.client import Client, ServiceError
 
 EPILOG = """\
 exit status:
@@ -264,7 +263,7 @@ def _head(vector: list[float], count: int = 4) -> str:
 
 def _save(path: Path, png: bytes) -> str:
     path.write_bytes(png)
-    width, height = Image.open(io.BytesIO(png)).size
+    width, height = struct.unpack(">II", png[16:24])  # the PNG header (IHDR) after the signature
     return f"wrote {path} ({width}x{height} PNG)"
 
 

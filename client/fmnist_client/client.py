@@ -1,19 +1,20 @@
 """Python client for the model service: `Client` (blocking) and `AsyncClient` (asyncio).
 
-    from service.client import Client
+    from fmnist_client import Client
 
     with Client("http://127.0.0.1:8000") as client:
         result = client.classify(["examples/shirt.png", "examples/bag.png"], top_k=3)
         print([p.label for p in result.predictions])
         grid = client.generate_png(n=16, seed=1)  # PNG file bytes
 
-Images are given as file paths, encoded image files (bytes), PIL images or numpy arrays: one
-of them, or a list. A 2-D array is one grayscale image, H x W x 3 (or 4) one colour image and
-N x H x W a batch of N grayscale images; arrays are uint8 0-255 or floats 0-1 (rounded to
-8 bits). Everything is uploaded as multipart files; PIL images and arrays are first encoded
-as lossless PNG, so any size works and the service prepares them like any other upload.
+Images are given as file paths, encoded image files (bytes), PIL images or numpy arrays (these
+two need the `images` extra: Pillow and numpy): one of them, or a list. A 2-D array is one
+grayscale image, H x W x 3 (or 4) one colour image and N x H x W a batch of N grayscale images;
+arrays are uint8 0-255 or floats 0-1 (rounded to 8 bits). Everything is uploaded as multipart
+files; PIL images and arrays are first encoded as lossless PNG, so any size works and the service
+prepares them like any other upload.
 
-JSON answers come back as the service's own response models (`service.schemas`); the
+JSON answers come back as the service's own response models (`fmnist_client.schemas`); the
 `*_png` methods return the service's PNG rendering as file bytes. A parameter left as None
 takes the service's default. Every failure (an error answer, a timeout, no connection) raises
 `ServiceError`. A 503 (overloaded or still starting) is retried `retries` times, after the
@@ -31,12 +32,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (
+    TYPE_CHECKING,
     Any,
     Concatenate,
     Generic,
     Literal,
     ParamSpec,
     Self,
+    TypeAlias,
     TypedDict,
     TypeVar,
     Unpack,
@@ -46,11 +49,9 @@ from urllib.parse import quote
 
 import anyio
 import httpx
-import numpy as np
-from PIL import Image
 from pydantic import ValidationError
 
-from service.schemas import (
+from fmnist_client.schemas import (
     ClassifyResponse,
     EmbedResponse,
     ErrorResponse,
@@ -69,8 +70,12 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_RETRY_WAIT_S = 1
 MAX_RETRY_WAIT_S = 30
 
-ImageInput = str | os.PathLike[str] | bytes | Image.Image | np.ndarray
-Images = ImageInput | Sequence[ImageInput]
+if TYPE_CHECKING:  # Pillow and numpy are optional (the `images` extra)
+    import numpy as np
+    from PIL import Image
+
+ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | Image.Image | np.ndarray"
+Images: TypeAlias = "ImageInput | Sequence[ImageInput]"
 Invert = Literal["auto", "true", "false"]
 Method = Literal["linear", "slerp"]
 AuthScheme = Literal["bearer", "x-api-key"]
@@ -423,11 +428,20 @@ def _pair(start: ImageInput, end: ImageInput) -> list[_File]:
 
 
 def _image_list(images: Images) -> list[ImageInput]:
-    if isinstance(images, str | bytes | os.PathLike | Image.Image):
+    if isinstance(images, str | bytes | os.PathLike) or _is_pil(images):
         return [images]
-    if isinstance(images, np.ndarray):
+    if _is_array(images):
         return list(images) if images.ndim == 3 and images.shape[-1] not in (3, 4) else [images]
     return list(images)
+
+
+def _is_pil(value: object) -> bool:
+    """A PIL image, told without importing Pillow (which is optional)."""
+    return any(cls.__module__.startswith("PIL.") for cls in type(value).__mro__)
+
+
+def _is_array(value: object) -> bool:
+    return type(value).__module__ == "numpy" and type(value).__name__ == "ndarray"
 
 
 def _file(image: ImageInput, index: int) -> tuple[str, bytes, str]:
@@ -438,16 +452,20 @@ def _file(image: ImageInput, index: int) -> tuple[str, bytes, str]:
         return path.name, path.read_bytes(), content_type
     if isinstance(image, bytes):
         return f"image-{index}", image, "application/octet-stream"
-    if isinstance(image, np.ndarray):
+    if _is_array(image):
+        from PIL import Image  # present wherever numpy arrays are sent: the `images` extra
+
         image = Image.fromarray(_uint8(image))
-    if isinstance(image, Image.Image):
+    if _is_pil(image):
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         return f"image-{index}.png", buffer.getvalue(), "image/png"
-    raise TypeError(f"not an image: {type(image).__name__}; see service.client.ImageInput")
+    raise TypeError(f"not an image: {type(image).__name__}; see fmnist_client.ImageInput")
 
 
 def _uint8(array: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))):
         raise ValueError(f"an image array is H x W or H x W x 3/4, not {list(array.shape)}")
     if array.dtype.kind == "f":

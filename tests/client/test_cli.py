@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from fmnist_client.cli import main
 from PIL import Image
 
-from service.cli import main
 from tests.client.live_server import EXAMPLES, Server
 from tests.live_service import free_port
 

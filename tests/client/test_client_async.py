@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import anyio
 import httpx
 import pytest
+from fmnist_client.client import AsyncClient, ServiceError
 from PIL import Image
 
-from service.client import AsyncClient, ServiceError
 from tests.client.live_server import EXAMPLES, Server
 from tests.live_service import free_port
 
@@ -84,7 +84,7 @@ async def test_503_is_retried_after_retry_after(monkeypatch: pytest.MonkeyPatch)
     async def sleep(delay: float) -> None:
         sleeps.append(delay)
 
-    monkeypatch.setattr("service.client.anyio.sleep", sleep)
+    monkeypatch.setattr("fmnist_client.client.anyio.sleep", sleep)
     answers = [
         httpx.Response(
             503,

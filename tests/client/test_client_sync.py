@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from fmnist_client.client import Client, ImageInput, ServiceError
 from PIL import Image
 
-from service.client import Client, ImageInput, ServiceError
 from tests.client.live_server import EXAMPLES, INSTANCE_ID, Server
 from tests.live_service import free_port
 
@@ -257,7 +257,7 @@ def fake_client(handler: Callable[[httpx.Request], httpx.Response], **options: A
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The client's waits between retries, recorded instead of slept."""
     recorded: list[float] = []
-    monkeypatch.setattr("service.client.time.sleep", recorded.append)
+    monkeypatch.setattr("fmnist_client.client.time.sleep", recorded.append)
     return recorded
 
 

@@ -59,7 +59,11 @@ def test_curl_example(server: Server, workdir: Path, command: str) -> None:
 @pytest.mark.parametrize("command", CLI)
 def test_cli_example(server: Server, workdir: Path, command: str) -> None:
     argv = shlex.split(command)
-    argv[0:1] = [sys.executable, "-m", "service.cli"]
-    env = {"FMNIST_URL": server.url, "FMNIST_API_KEY": server.api_key, "PYTHONPATH": str(ROOT)}
+    argv[0:1] = [sys.executable, "-m", "fmnist_client.cli"]
+    env = {
+        "FMNIST_URL": server.url,
+        "FMNIST_API_KEY": server.api_key,
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'client'}",
+    }
     done = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
