@@ -86,7 +86,17 @@ def test_tampered_card_is_a_checkpoint_error(tmp_path, name, field, value, messa
 
 
 def test_card_of_a_new_format_must_record_how_to_rerun(tmp_path) -> None:
+    """A format-2 card must name every library version a rerun depends on, and the split."""
     folder = copy_checkpoint("lenet", tmp_path, lambda card: set_in(card, "format", 2))
+    with pytest.raises(CheckpointError, match="versions lacks safetensors, platform"):
+        read_card("lenet", folder)
+
+    def without_split(card: Card) -> None:
+        set_in(card, "format", 2)
+        card["versions"] |= {"safetensors": "0", "platform": "x", "cpu_capability": "x"}
+        del card["training"]["split"]
+
+    folder = copy_checkpoint("lenet", tmp_path, without_split)
     with pytest.raises(CheckpointError, match="training.split is required from card format 2"):
         read_card("lenet", folder)
 
