@@ -19,6 +19,18 @@ OPERATIONS = {
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
+    ("get", "/v2"),
+    ("get", "/v2/health/live"),
+    ("get", "/v2/health/ready"),
+    ("get", "/v2/models/{name}"),
+    ("get", "/v2/models/{name}/versions/{version}"),
+    ("get", "/v2/models/{name}/ready"),
+    ("get", "/v2/models/{name}/versions/{version}/ready"),
+    ("post", "/v2/models/{name}/infer"),
+    ("post", "/v2/models/{name}/versions/{version}/infer"),
+    ("post", "/v2/repository/index"),
+    ("post", "/v2/repository/models/{name}/load"),
+    ("post", "/v2/repository/models/{name}/unload"),
 }
 
 
