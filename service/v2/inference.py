@@ -46,7 +46,6 @@ async def metadata(view: View) -> dict[str, Any]:
         "parameters": {
             "model": view.loaded.name,
             "sha256": card["weights"]["sha256"],
-            "trained_at": card.get("training", {}).get("finished_at"),
             "device": view.loaded.device,
         },
     }
