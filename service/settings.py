@@ -12,10 +12,21 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import ml
 
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max ..."
+
 
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which containers and taskset set)."""
-    return len(os.sched_getaffinity(0))
+    """The cores this process may use: its CPU affinity (taskset, cpusets), capped by a cgroup
+    CPU quota rounded up (a container's CPU limit, which leaves the affinity at every core of
+    the node)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text().split()
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, -(-int(quota) // int(period))))
 
 
 class Settings(BaseSettings):

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from service import server
 from service.backends import choose_backend
 from service.runtime import StartupError
-from service.settings import Settings
+from service.settings import Settings, usable_cores
 from tests.service.support import CHECKPOINT_DIR, make_settings, serving
 
 pytestmark = pytest.mark.anyio
@@ -152,3 +152,17 @@ def test_the_readme_documents_every_setting():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [name for name in Settings.model_fields if f"`FMNIST_{name.upper()}`" not in readme]
     assert not missing, f"settings missing from the README's configuration table: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "cores"), [("max 100000", 2), ("150000 100000", 2), ("50000 100000", 1), ("", 2)]
+)
+def test_usable_cores_respects_a_container_cpu_limit(monkeypatch, tmp_path, cpu_max, cores):
+    """A CPU limit of 1.5 cores gives 2 workers' worth, half a core gives 1; no limit (or no
+    cgroup file) leaves the affinity, here 2 cores."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    limit = tmp_path / "cpu.max"
+    if cpu_max:
+        limit.write_text(cpu_max + "\n")
+    monkeypatch.setattr("service.settings.CGROUP_CPU_MAX", limit)
+    assert usable_cores() == cores
