@@ -18,6 +18,7 @@ import shlex
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -98,6 +99,7 @@ class Training(Section):
     device: str
     threads: PositiveInt
     seconds: NonNegativeFloat
+    finished_at: AwareDatetime | None = None  # UTC; cards of format 1 do not record it
     data: DataRecord
     split: SplitRecord | None = None
 

@@ -13,6 +13,7 @@ import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +257,7 @@ def train_model(
             "device": str(device),
             "threads": torch.get_num_threads(),
             "seconds": round(train_seconds, 1),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "data": {
                 "source": str(data.source),
                 "train": len(data.train),

@@ -43,6 +43,16 @@ class LoadedModel:
         return self.engine.device
 
     @property
+    def version(self) -> str:
+        """The weights' sha256, shortened: a new checkpoint is a new version."""
+        return self.card["weights"]["sha256"][:12]
+
+    @property
+    def trained_at(self) -> str | None:
+        """When training finished (UTC, ISO 8601); cards before format 2 do not record it."""
+        return self.card["training"].get("finished_at")
+
+    @property
     def layers(self) -> tuple[str, ...]:
         return ml.EMBEDDING_LAYERS[self.engine.kind]
 

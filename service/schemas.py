@@ -144,6 +144,8 @@ class ModelInfo(BaseModel):
             "backend": "onnxruntime",
             "device": "cpu",
             "sha256": "f4348681926799db4799066d7780d2cce7717d661dedcf9061e020d3610b3d89",
+            "version": "f43486819267",
+            "trained_at": None,
             "test_metrics": {"loss": 0.243, "accuracy": 0.9414},
             "layers": ["penultimate", "logits"],
             "class_names": ["T-shirt/top", "Trouser", "..."],
@@ -157,6 +159,10 @@ class ModelInfo(BaseModel):
     backend: Literal["onnxruntime", "torch"] = Field(description="what runs the model")
     device: str
     sha256: str = Field(description="sha256 of the weights file, verified at load")
+    version: str = Field(description="the loaded checkpoint: its sha256's first 12 hex digits")
+    trained_at: str | None = Field(
+        description="when training finished (UTC, ISO 8601); null for cards that predate it"
+    )
     test_metrics: dict[str, float] = Field(description="scalar test-set metrics from the card")
     layers: list[str] = Field(description="values accepted by /embed?layer=")
     class_names: list[str] = Field(description="empty for the autoencoder")

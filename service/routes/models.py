@@ -45,6 +45,8 @@ def _info(loaded: LoadedModel) -> ModelInfo:
         backend=loaded.engine.backend,
         device=loaded.device,
         sha256=card["weights"]["sha256"],
+        version=loaded.version,
+        trained_at=loaded.trained_at,
         test_metrics={
             key: value
             for key, value in test.items()

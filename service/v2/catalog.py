@@ -97,8 +97,7 @@ class View:
 
 
 def version_of(loaded: LoadedModel) -> str:
-    """The loaded weights' sha256, shortened: a new checkpoint is a new version."""
-    return loaded.card["weights"]["sha256"][:12]
+    return loaded.version
 
 
 def views(runtime: Runtime) -> dict[str, View]:

@@ -46,6 +46,7 @@ async def metadata(view: View) -> dict[str, Any]:
         "parameters": {
             "model": view.loaded.name,
             "sha256": card["weights"]["sha256"],
+            "trained_at": view.loaded.trained_at,
             "device": view.loaded.device,
         },
     }

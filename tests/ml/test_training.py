@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,8 @@ def test_card_records_how_and_how_well(quick_run, name: str) -> None:
     card = read_card(name, out / "checkpoints")  # valid in the newest format
     assert card["format"] == CARD_FORMAT
     training = card["training"]
+    finished = datetime.fromisoformat(training["finished_at"])
+    assert finished.tzinfo is not None and abs(datetime.now(UTC) - finished) < timedelta(hours=1)
     command = shlex.split(training["command"])
     assert command[1 : len(argv) + 1] == argv  # as typed, then what it left to defaults
     options = command_options(training["command"])

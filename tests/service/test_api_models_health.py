@@ -20,6 +20,9 @@ async def test_models_lists_every_loaded_model_with_its_card(client):
     for name, info in models.items():
         card = json.loads((CHECKPOINT_DIR / f"{name}.json").read_text())
         assert info["sha256"] == card["weights"]["sha256"]
+        assert info["version"] == card["weights"]["sha256"][:12]
+        # The shipped cards (format 1) predate the training date; a retrained one has it.
+        assert info["trained_at"] == card["training"].get("finished_at")
         assert info["parameters"] == card["parameters"]
         assert info["device"] == "cpu"
         assert info["kind"] == card["kind"]

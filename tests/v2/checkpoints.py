@@ -21,6 +21,9 @@ def copy_checkpoints(folder: Path) -> Path:
     return folder
 
 
+TRAINED_AT = "2026-12-01T12:00:00+00:00"  # the date the rewritten checkpoints' cards record
+
+
 def favour_class(folder: Path, name: str, class_id: int, boost: float = 100.0) -> str:
     """Rewrite classifier `name` in `folder` so its last layer prefers `class_id` by `boost`
     logits: a new version with a valid card. Returns its weights' sha256."""
@@ -38,6 +41,7 @@ def favour_class(folder: Path, name: str, class_id: int, boost: float = 100.0) -
     card = json.loads(card_file.read_text())
     card["weights"]["sha256"] = sha256_of((folder / f"{name}.safetensors").read_bytes())
     card["onnx"]["graphs"]["forward"]["sha256"] = sha256_of((folder / f"{name}.onnx").read_bytes())
+    card["training"]["finished_at"] = TRAINED_AT
     staged = card_file.with_suffix(".json.new")
     staged.write_text(json.dumps(card, indent=2))
     os.replace(staged, card_file)

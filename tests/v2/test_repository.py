@@ -18,7 +18,7 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from tests.live_service import running_service
-from tests.v2.checkpoints import copy_checkpoints, favour_class
+from tests.v2.checkpoints import TRAINED_AT, copy_checkpoints, favour_class
 from tests.v2.conftest import example
 
 API_KEY = "repository-key"
@@ -161,6 +161,9 @@ def test_new_checkpoint_swapped_in_under_load(service: Service) -> None:
     assert {r[4] for r in after if r[4]} == {new_sha256[:12]}
     info = httpx.get(f"{service.url}/models/lenet", headers=AUTH).json()
     assert info["sha256"] == new_sha256
+    assert (info["version"], info["trained_at"]) == (new_sha256[:12], TRAINED_AT)
+    metadata = service.client.get_model_metadata("lenet", headers=AUTH)
+    assert metadata["parameters"]["trained_at"] == TRAINED_AT
     assert index(service)["lenet"]["version"] == new_sha256[:12]
 
 
