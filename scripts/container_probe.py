@@ -116,6 +116,43 @@ def every_endpoint(sample: bytes, other: bytes) -> dict[tuple[str, str], Callabl
     def metrics(client: httpx.Client) -> None:
         assert "fmnist" in expect(client.get("/metrics"), "text/plain").text
 
+    # Open Inference Protocol v2: the same model through the protocol's JSON.
+    pixels = np.asarray(Image.open(io.BytesIO(sample)), dtype=np.float32) / 255
+
+    def version(client: httpx.Client) -> str:
+        return expect(client.get(f"/v2/models/{MODEL}")).json()["versions"][0]
+
+    def infer(versioned: bool) -> Callable[[httpx.Client], None]:
+        def call(client: httpx.Client) -> None:
+            path = f"/v2/models/{MODEL}" + (f"/versions/{version(client)}" if versioned else "")
+            tensor = {"name": "images", "datatype": "FP32", "shape": [1, 28, 28]}
+            request = {"inputs": [tensor | {"data": pixels.ravel().tolist()}]}
+            body = expect(client.post(f"{path}/infer", json=request)).json()
+            names = {output["name"] for output in body["outputs"]}
+            assert {"probabilities", "label"} <= names, body
+
+        return call
+
+    def v2_get(versioned: bool, suffix: str = "") -> Callable[[httpx.Client], None]:
+        def call(client: httpx.Client) -> None:
+            path = f"/v2/models/{MODEL}" + (f"/versions/{version(client)}" if versioned else "")
+            expect(client.get(path + suffix))
+
+        return call
+
+    def repository_index(client: httpx.Client) -> None:
+        listed = expect(client.post("/v2/repository/index", json={})).json()
+        assert MODEL in {entry["name"] for entry in listed}, listed
+
+    def repository_load(client: httpx.Client) -> None:
+        expect(client.post("/v2/repository/models/lenet/load", json={}))
+
+    def repository_unload(client: httpx.Client) -> None:
+        """Unload, then load again: the container ends the probe serving every model."""
+        expect(client.post("/v2/repository/models/lenet/unload", json={}))
+        assert client.get("/v2/models/lenet/ready").status_code != 200
+        expect(client.post("/v2/repository/models/lenet/load", json={}))
+
     return {
         ("POST", "/classify"): classify,
         ("POST", "/embed"): embed,
@@ -127,6 +164,18 @@ def every_endpoint(sample: bytes, other: bytes) -> dict[tuple[str, str], Callabl
         ("GET", "/healthz"): health("/healthz"),
         ("GET", "/readyz"): health("/readyz"),
         ("GET", "/metrics"): metrics,
+        ("GET", "/v2"): health("/v2"),
+        ("GET", "/v2/health/live"): health("/v2/health/live"),
+        ("GET", "/v2/health/ready"): health("/v2/health/ready"),
+        ("GET", "/v2/models/{name}"): v2_get(versioned=False),
+        ("GET", "/v2/models/{name}/ready"): v2_get(versioned=False, suffix="/ready"),
+        ("GET", "/v2/models/{name}/versions/{version}"): v2_get(versioned=True),
+        ("GET", "/v2/models/{name}/versions/{version}/ready"): v2_get(True, "/ready"),
+        ("POST", "/v2/models/{name}/infer"): infer(versioned=False),
+        ("POST", "/v2/models/{name}/versions/{version}/infer"): infer(versioned=True),
+        ("POST", "/v2/repository/index"): repository_index,
+        ("POST", "/v2/repository/models/{name}/load"): repository_load,
+        ("POST", "/v2/repository/models/{name}/unload"): repository_unload,
     }
 
 
