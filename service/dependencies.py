@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from service.errors import Unauthorized, error_responses
+from service.errors import NotAcceptable, Unauthorized, error_responses
 from service.imaging import InvertMode
 from service.runtime import Runtime
 from service.schemas import PNG_RESPONSE
@@ -57,23 +57,41 @@ ScaleQuery = Annotated[int, Query(ge=1, le=16, description="PNG upscaling factor
 
 def wants_png(request: Request, output_format: str | None) -> bool:
     """`?format=` if given, else whichever of JSON and PNG the Accept header prefers (JSON on
-    a tie, a missing header or `*/*`)."""
+    a tie or without a header). Each type takes the quality of the most specific range that
+    matches it (RFC 9110: `application/json;q=0.1, */*` prefers PNG); `NotAcceptable` when the
+    header gives both a quality of 0."""
     if output_format is not None:
         return output_format == "png"
-    quality = {"application/json": 0.0, "image/png": 0.0}
-    for part in request.headers.get("accept", "").split(","):
+    header = request.headers.get("accept", "").strip()
+    if not header:
+        return False
+    quality = {"application/json": _quality(header, "application/json")}
+    quality["image/png"] = _quality(header, "image/png")
+    if quality["image/png"] == quality["application/json"] == 0:
+        raise NotAcceptable(
+            f"the Accept header ({header[:100]}) allows neither application/json nor image/png"
+        )
+    return quality["image/png"] > quality["application/json"]
+
+
+def _quality(header: str, media_type: str) -> float:
+    """The q of the most specific range in `header` that matches `media_type` (0 if none)."""
+    kind = media_type.split("/")[0] + "/*"
+    best_specificity, best_q = -1, 0.0
+    for part in header.split(","):
         media, *params = (piece.strip().lower() for piece in part.split(";"))
+        specificity = {media_type: 2, kind: 1, "*/*": 0}.get(media, -1)
+        if specificity <= best_specificity:
+            continue
         q = 1.0
         for param in params:
             if param.startswith("q="):
                 try:
-                    q = float(param[2:])
+                    q = min(max(float(param[2:]), 0.0), 1.0)
                 except ValueError:
                     q = 0.0
-        for candidate in quality:
-            if media in (candidate, candidate.split("/")[0] + "/*", "*/*"):
-                quality[candidate] = max(quality[candidate], q)
-    return quality["image/png"] > quality["application/json"]
+        best_specificity, best_q = specificity, q
+    return best_q
 
 
 def png_response(png: bytes) -> Response:
@@ -84,7 +102,7 @@ def image_route_responses(png_description: str) -> dict[int | str, dict[str, Any
     """OpenAPI responses of a route that takes images: JSON or PNG, and every error it can give."""
     return {
         200: {"description": f"JSON as below, or PNG: {png_description}", **PNG_RESPONSE},
-        **error_responses(400, 401, 413, 415, 422, 503),
+        **error_responses(400, 401, 406, 413, 415, 422, 503),
     }
 
 

@@ -63,6 +63,10 @@ class MethodNotAllowed(ServiceError):
     status, code = 405, "method_not_allowed"
 
 
+class NotAcceptable(ServiceError):
+    status, code = 406, "not_acceptable"
+
+
 class PayloadTooLarge(ServiceError):
     status, code = 413, "payload_too_large"
 
@@ -161,6 +165,11 @@ _EXAMPLES: dict[int, tuple[str, type[ServiceError], str]] = {
     400: ("Bad image or body", InvalidImage, "file 1: not an image Pillow can read"),
     401: ("API key missing or wrong", Unauthorized, "missing or invalid API key"),
     404: ("Not found", NotFound, "model 'resnet' is not loaded; loaded: lenet, mynet, vae"),
+    406: (
+        "Neither JSON nor PNG is acceptable",
+        NotAcceptable,
+        "the Accept header allows neither application/json nor image/png",
+    ),
     413: ("Too large", PayloadTooLarge, "request body exceeds 10485760 bytes"),
     415: ("Unsupported content type", UnsupportedMediaType, "unsupported content type text/plain"),
     422: (

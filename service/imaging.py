@@ -60,7 +60,13 @@ def to_model_input(image: Image.Image, invert: InvertMode, what: str = "image") 
             ImageOps.exif_transpose(image, in_place=True)
     except Exception:
         raise InvalidImage(f"{what}: truncated or corrupt {image.format or ''} image") from None
-    return prepare(_grayscale(image), invert)
+    try:
+        gray = _grayscale(image)
+    except (ValueError, OSError):  # e.g. "conversion from LAB to RGB not supported"
+        raise InvalidImage(f"{what}: {image.mode} images cannot be read as grayscale") from None
+    if not np.isfinite(gray).all():  # float images can hold NaN or infinity
+        raise InvalidImage(f"{what}: has pixels that are not finite numbers")
+    return prepare(gray, invert)
 
 
 def from_pixels(pixels: object, invert: InvertMode, what: str = "pixels") -> np.ndarray:

@@ -168,6 +168,8 @@ def _decode_json(
         document = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidJSON(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # e.g. [[[[...]]]] nested deeper than the parser's stack
+        raise InvalidJSON("body is nested too deeply to be an image request") from None
     if not isinstance(document, dict):
         raise InvalidJSON("body must be a JSON object")
     items = _named_json_items(document, names) if names else _listed_json_items(document, settings)
@@ -238,6 +240,7 @@ def _base64(item: _Item) -> bytes:
     if text.startswith("data:") and "," in text:  # a data URL
         text = text.split(",", 1)[1]
     try:
-        return base64.b64decode(text, validate=True)
+        # Line breaks are allowed: the `base64` tool wraps its output at 76 columns.
+        return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidImage(f"{item.what}: not valid base64") from None

@@ -11,11 +11,15 @@ from service.schemas import Health, Readiness
 router = APIRouter(tags=["operations"])
 
 
+# Load balancers and uptime checks often probe with HEAD: both probes answer it too (the same
+# status, no body), outside the OpenAPI document, which lists each operation once.
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
 async def healthz(runtime: RuntimeDep) -> Health:
     return Health(status="ok", instance_id=runtime.settings.instance_id)
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get(
     "/readyz",
     response_model=Readiness,
