@@ -38,7 +38,9 @@ async def require_api_key(
     supplied = bearer.credentials if bearer else header_key
     if not supplied:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>` or `X-API-Key`")
-    if not hmac.compare_digest(supplied.encode(), expected.get_secret_value().encode()):
+    # Header values arrive decoded as latin-1: encoding them back gives the bytes the client
+    # sent, which match a UTF-8 key that has non-ASCII characters.
+    if not hmac.compare_digest(supplied.encode("latin-1"), expected.get_secret_value().encode()):
         raise Unauthorized("invalid API key")
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.service.support import png
+from tests.service.support import make_settings, png, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -96,3 +96,13 @@ async def test_refusing_both_json_and_png_is_a_406(client, samples):
     response = await client.post("/classify", content=png(samples[0][0]), headers=headers)
     assert response.status_code == 406
     assert response.json()["error"]["code"] == "not_acceptable"
+
+
+async def test_a_non_ascii_api_key_matches():
+    """16: the header was read as latin-1 and compared as UTF-8, so such a key never matched."""
+    key = "schlüssel-ключ"
+    async with serving(make_settings(models=["lenet"], api_key=key)) as keyed:
+        right = await keyed.get("/models", headers={"X-API-Key": key.encode()})
+        assert right.status_code == 200, right.text
+        wrong = await keyed.get("/models", headers={"X-API-Key": "schlüssel".encode()})
+        assert wrong.status_code == 401
