@@ -11,8 +11,9 @@ from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from service.schemas import ErrorResponse
 
@@ -153,7 +154,18 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that went away; never sent to one
+
+
+async def _on_client_disconnect(request: Request, exc: Exception) -> Response:
+    """The client went away while its request was being read: nothing failed on this side, so
+    no error log and no 5xx in the metrics (a false alert); the status recorded is 499."""
+    log.info("client disconnected during %s %s", request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ClientDisconnect, _on_client_disconnect)
     app.add_exception_handler(ServiceError, _on_service_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 
 import numpy as np
 import pytest
@@ -106,3 +107,44 @@ async def test_a_non_ascii_api_key_matches():
         assert right.status_code == 200, right.text
         wrong = await keyed.get("/models", headers={"X-API-Key": "schlüssel".encode()})
         assert wrong.status_code == 401
+
+
+async def test_a_client_leaving_mid_upload_is_no_server_error(client, caplog):
+    """9: a client that disconnected mid-upload was logged as an ERROR with a traceback and
+    counted as status 500 in the request metrics."""
+    app = client.app
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/classify",
+        "raw_path": b"/classify",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"image/png"), (b"content-length", b"100000")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("test", 80),
+    }
+    arrivals = iter(
+        [
+            {"type": "http.request", "body": b"\x89PNG" + b"\0" * 100, "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    sent = []
+
+    async def receive():
+        return next(arrivals)
+
+    async def send(message):
+        sent.append(message)
+
+    with caplog.at_level(logging.INFO, logger="service"):
+        await app(scope, receive, send)
+    assert sent[0]["status"] == 499
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    metrics = (await client.get("/metrics")).text
+    assert 'route="/classify",status="499"' in metrics.replace(", ", ",")
+    assert 'route="/classify",status="500"' not in metrics.replace(", ", ",")
