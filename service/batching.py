@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +24,8 @@ import numpy as np
 
 from service.errors import NotReady, Overloaded
 from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 BatchFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 """Inputs stacked along axis 0 -> outputs, each with the same first dimension as the inputs."""
@@ -103,12 +106,30 @@ class Batcher:
         results = await asyncio.gather(*(job.future for job in jobs))
         return tuple(np.concatenate(parts) for parts in zip(*results, strict=True))
 
+    @property
+    def crashed(self) -> bool:
+        """The loop task ended other than by `stop`: nothing will run this operation again, so
+        the process is not alive in any useful sense (the liveness probe says so)."""
+        return self._task is not None and self._task.done() and not self._task.cancelled()
+
     async def _serve(self) -> None:
         while True:
-            await self._wait_for_batch()
-            jobs = self._take()
-            if jobs:
-                await self._run(jobs)
+            jobs: list[_Job] = []
+            try:
+                await self._wait_for_batch()
+                jobs = self._take()
+                if jobs:
+                    await self._run(jobs)
+            except asyncio.CancelledError:
+                for job in jobs:  # the batch that was running when the batcher was stopped
+                    self._fail(job, NotReady("the service is shutting down"))
+                raise
+            except Exception as exc:
+                # A fault outside the batch function: fail exactly this batch's requests and keep
+                # serving the others.
+                log.exception("batcher %s/%s failed a batch", self.model, self.op)
+                for job in jobs:
+                    self._fail(job, exc)
 
     async def _wait_for_batch(self) -> None:
         """Until a job is queued, then until the batch is full or the oldest job's wait is up."""

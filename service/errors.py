@@ -102,6 +102,10 @@ class NotReady(ServiceError):
     status, code = 503, "not_ready"
 
 
+class NotAlive(ServiceError):
+    status, code = 503, "not_alive"
+
+
 class Overloaded(ServiceError):
     status, code = 503, "overloaded"
 

@@ -101,6 +101,16 @@ class Runtime:
             for batcher in loaded.batchers.values()
         )
 
+    @property
+    def alive(self) -> bool:
+        """False once a serving model's batcher has died: readiness alone would then say 503
+        forever while the process looked healthy, and nothing would restart it."""
+        return not any(
+            batcher.crashed
+            for loaded in self.models.values()
+            for batcher in loaded.batchers.values()
+        )
+
     async def start(self) -> None:
         """Load, verify and warm every configured model; raises `StartupError`."""
         settings = self.settings

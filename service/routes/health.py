@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from service.dependencies import RuntimeDep
-from service.errors import NotReady, error_responses
+from service.errors import NotAlive, NotReady, error_responses
 from service.schemas import Health, Readiness
 
 router = APIRouter(tags=["operations"])
@@ -14,8 +14,15 @@ router = APIRouter(tags=["operations"])
 # Load balancers and uptime checks often probe with HEAD: both probes answer it too (the same
 # status, no body), outside the OpenAPI document, which lists each operation once.
 @router.head("/healthz", include_in_schema=False)
-@router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+@router.get(
+    "/healthz",
+    response_model=Health,
+    summary="Liveness: the process answers and no model's batcher has died",
+    responses=error_responses(503),
+)
 async def healthz(runtime: RuntimeDep) -> Health:
+    if not runtime.alive:
+        raise NotAlive("a model's batcher has stopped; restart the process")
     return Health(status="ok", instance_id=runtime.settings.instance_id)
 
 

@@ -144,3 +144,45 @@ async def test_requests_whose_client_left_are_skipped():
     assert sizes == [1, 1]
     assert batcher.queued_images == 0
     await batcher.stop()
+
+
+async def test_a_fault_outside_the_batch_function_fails_only_that_batch(monkeypatch):
+    """Hardening, item 13: an exception outside `_run`'s try (here the metrics, after the batch
+    ran) used to leave the batch's requests waiting forever and end the batcher for good."""
+    batcher = make(doubled([]))
+    batcher.start()
+    observe = batcher._metrics.observe_batch
+    calls = 0
+
+    def broken_once(*args):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("metrics bug")
+        observe(*args)
+
+    monkeypatch.setattr(batcher._metrics, "observe_batch", broken_once)
+    with pytest.raises(RuntimeError, match="metrics bug"):
+        await asyncio.wait_for(batcher.submit(np.ones((1, 2), np.float32)), 5)
+    out, _ = await asyncio.wait_for(batcher.submit(np.ones((1, 2), np.float32)), 5)
+    assert out.tolist() == [[2.0, 2.0]] and batcher.running and not batcher.crashed
+    await batcher.stop()
+    assert not batcher.crashed  # stopped, not dead
+
+
+async def test_a_dead_batcher_fails_liveness(client):
+    """Hardening, item 13: a batcher that died left /readyz at 503 and /healthz at 200."""
+    runtime = client.app.state.runtime
+    batcher = runtime.models["lenet"].batchers["classify"]
+    original = batcher._task
+    dead = asyncio.get_running_loop().create_future()
+    dead.set_exception(SystemError("the loop task died"))
+    batcher._task = dead
+    try:
+        response = await client.get("/healthz")
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "not_alive"
+    finally:
+        batcher._task = original
+        dead.exception()  # retrieved, so the event loop does not report it
+    assert (await client.get("/healthz")).status_code == 200
