@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from typing import Literal, NoReturn
 
@@ -30,6 +29,7 @@ from service.errors import (
     UnsupportedMediaType,
 )
 from service.imaging import InvertMode
+from service.jsonbody import json_object
 from service.settings import Settings
 
 INLINE_DECODE_PIXELS = 64 * 64
@@ -164,14 +164,7 @@ def _decode_json(
 ) -> np.ndarray:
     if not body:
         raise NoImages(f"empty body; {HOW_TO_SEND}")
-    try:
-        document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidJSON(f"body is not valid JSON: {exc}") from None
-    except RecursionError:  # e.g. [[[[...]]]] nested deeper than the parser's stack
-        raise InvalidJSON("body is nested too deeply to be an image request") from None
-    if not isinstance(document, dict):
-        raise InvalidJSON("body must be a JSON object")
+    document = json_object(body, "body")
     items = _named_json_items(document, names) if names else _listed_json_items(document, settings)
     return _decode_json_items(items, invert, settings)
 

@@ -9,14 +9,14 @@ reaches the one process that answers it.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 import ml
 from service.dependencies import RuntimeDep
-from service.errors import InvalidJSON, InvalidParameter
+from service.errors import InvalidParameter
+from service.jsonbody import json_object
 from service.v2.catalog import version_of
 from service.v2.errors import V2Route
 
@@ -63,10 +63,4 @@ async def _json(request: Request) -> dict[str, Any]:
     body = await request.body()
     if not body.strip():
         return {}
-    try:
-        document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidJSON(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise InvalidJSON("the request body must be a JSON object")
-    return document
+    return json_object(body, "the request body")

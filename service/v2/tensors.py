@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import InvalidJSON, ServiceError
+from service.errors import ServiceError
+from service.jsonbody import json_object
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -84,12 +85,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
                 f"{len(body)} bytes"
             )
         header, binary = body[: int(header_length)], body[int(header_length) :]
-    try:
-        document = json.loads(header)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidJSON(f"the inference request is not valid JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise InvalidJSON("the inference request must be a JSON object")
+    document = json_object(header, "the inference request")
     raw_inputs = document.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidTensor('the inference request needs a non-empty "inputs" list')
