@@ -64,12 +64,13 @@ class LoadedModel:
 
     async def run(self, op: str, inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         """Run operation `op` (see `service.backends.engine.OPERATIONS`) through its batcher."""
-        batcher = self.batchers[op]
-        if self.successor is not None and not batcher.running:
+        if self.successor is not None:
+            # Swapped out: new calls go to the replacement at once. Waiting until this model's
+            # batchers had stopped let a call slip into one that `drain` was about to stop.
             return await self.successor.run(op, inputs)
         self._calls += 1
         try:
-            return await batcher.submit(inputs)
+            return await self.batchers[op].submit(inputs)
         finally:
             self._calls -= 1
 
