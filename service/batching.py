@@ -1,12 +1,20 @@
 """A dynamic batcher: concurrent requests for one model operation share one forward pass.
 
 Requests put their inputs (numpy arrays) in a queue and await a future. A single loop task takes
-the oldest request, waits until the batch is full or the oldest request has waited `max_wait_s`,
-then joins the batch and runs it in the model's worker thread, so the event loop never blocks on
-inference; its per-request work is a queue entry and a slice of the outputs.
+the waiting requests, waits until the batch is full or the oldest request has waited
+`max_wait_s`, then joins the batch and runs it in the model's worker thread, so the event loop
+never blocks on inference; its per-request work is a queue entry and a slice of the outputs.
 Requests that queued while a batch was running have already waited, so they go at once.
+
+Fair share: a batch is filled round-robin, at most `quantum` images from each waiting request
+per turn (deficit round-robin), so a single image that arrives behind bulk requests goes in the
+next batch rather than behind all of their images. A request whose future is done (its client
+went away, its deadline passed) is dropped when its turn comes, before any inference.
+
 The queue is bounded in images; past the bound, requests are refused with `Overloaded` (503 with
-Retry-After) instead of waiting without limit. A request into an empty queue is always taken.
+Retry-After) instead of waiting without limit. Bulk requests (more than `quantum` images) may
+fill only the first three quarters of the queue, so small requests still find room behind them.
+A request into an empty queue is always taken.
 """
 
 from __future__ import annotations
@@ -30,12 +38,30 @@ log = logging.getLogger(__name__)
 BatchFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 """Inputs stacked along axis 0 -> outputs, each with the same first dimension as the inputs."""
 
+Outputs = tuple[np.ndarray, ...]
+
+
+@dataclass(eq=False)
+class _Request:
+    inputs: np.ndarray
+    future: asyncio.Future[Outputs]
+    enqueued_at: float = field(default_factory=time.monotonic)
+    taken: int = 0  # images already put in a batch
+    running: int = 0  # batches holding some of its images that have not finished
+    parts: list[Outputs] = field(default_factory=list)  # finished batches' outputs, in order
+
+    @property
+    def remaining(self) -> int:
+        return len(self.inputs) - self.taken
+
 
 @dataclass
-class _Job:
-    inputs: np.ndarray
-    future: asyncio.Future[tuple[np.ndarray, ...]]
-    enqueued_at: float = field(default_factory=time.monotonic)
+class _Piece:
+    """Images `start:stop` of a request, as one part of a batch."""
+
+    request: _Request
+    start: int
+    stop: int
 
 
 class Batcher:
@@ -53,10 +79,11 @@ class Batcher:
         self.model, self.op = model, op
         self.fn = fn  # public so that a test can slow it down
         self.max_batch, self.max_wait_s, self.max_queue = max_batch, max_wait_s, max_queue
+        self.quantum = max(1, max_batch // 4)
         self._executor = executor
         self._metrics = metrics
         self._queue_gauge = metrics.queue_depth.labels(model, op)
-        self._jobs: deque[_Job] = deque()
+        self._waiting: deque[_Request] = deque()
         self._queued_images = 0
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -69,6 +96,12 @@ class Batcher:
     def queued_images(self) -> int:
         return self._queued_images
 
+    @property
+    def crashed(self) -> bool:
+        """The loop task ended other than by `stop`: nothing will run this operation again, so
+        the process is not alive in any useful sense (the liveness probe says so)."""
+        return self._task is not None and self._task.done() and not self._task.cancelled()
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
             self._serve(), name=f"batcher {self.model}/{self.op}"
@@ -79,64 +112,58 @@ class Batcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        while self._jobs:
-            self._fail(self._jobs.popleft(), NotReady("the service is shutting down"))
+        while self._waiting:
+            self._fail(self._waiting.popleft(), NotReady("the service is shutting down"))
         self._set_queued(0)
 
-    async def submit(self, inputs: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Run `fn` on `inputs` as part of some batch; returns this request's slice of outputs."""
+    async def submit(self, inputs: np.ndarray) -> Outputs:
+        """Run `fn` on `inputs` as part of some batches; returns this request's outputs."""
         if not self.running:
             raise NotReady(f"{self.model}/{self.op} is not running")
         count = len(inputs)
-        if self._queued_images and self._queued_images + count > self.max_queue:
+        self._admit(count)
+        request = _Request(inputs, asyncio.get_running_loop().create_future())
+        self._waiting.append(request)
+        self._set_queued(self._queued_images + count)
+        self._arrived.set()
+        return await request.future
+
+    def _admit(self, count: int) -> None:
+        if not self._queued_images:
+            return
+        bound = self.max_queue if count <= self.quantum else self.max_queue * 3 // 4
+        if self._queued_images + count > bound:
             raise Overloaded(
                 f"queue for {self.model}/{self.op} is full "
                 f"({self._queued_images} images waiting); retry later"
             )
-        loop = asyncio.get_running_loop()
-        jobs = [
-            _Job(inputs[start : start + self.max_batch], loop.create_future())
-            for start in range(0, count, self.max_batch)
-        ]
-        self._jobs.extend(jobs)
-        self._set_queued(self._queued_images + count)
-        self._arrived.set()
-        if len(jobs) == 1:
-            return await jobs[0].future
-        results = await asyncio.gather(*(job.future for job in jobs))
-        return tuple(np.concatenate(parts) for parts in zip(*results, strict=True))
-
-    @property
-    def crashed(self) -> bool:
-        """The loop task ended other than by `stop`: nothing will run this operation again, so
-        the process is not alive in any useful sense (the liveness probe says so)."""
-        return self._task is not None and self._task.done() and not self._task.cancelled()
 
     async def _serve(self) -> None:
         while True:
-            jobs: list[_Job] = []
+            pieces: list[_Piece] = []
             try:
                 await self._wait_for_batch()
-                jobs = self._take()
-                if jobs:
-                    await self._run(jobs)
+                pieces = self._take()
+                if pieces:
+                    await self._run(pieces)
             except asyncio.CancelledError:
-                for job in jobs:  # the batch that was running when the batcher was stopped
-                    self._fail(job, NotReady("the service is shutting down"))
+                for piece in pieces:  # the batch that was running when the batcher was stopped
+                    self._fail(piece.request, NotReady("the service is shutting down"))
                 raise
             except Exception as exc:
                 # A fault outside the batch function: fail exactly this batch's requests and keep
                 # serving the others.
                 log.exception("batcher %s/%s failed a batch", self.model, self.op)
-                for job in jobs:
-                    self._fail(job, exc)
+                for piece in pieces:
+                    self._fail(piece.request, exc)
 
     async def _wait_for_batch(self) -> None:
-        """Until a job is queued, then until the batch is full or the oldest job's wait is up."""
-        while not self._jobs:
+        """Until a request is queued, then until the batch is full or the oldest request's wait
+        is up."""
+        while not self._waiting:
             self._arrived.clear()
             await self._arrived.wait()
-        deadline = self._jobs[0].enqueued_at + self.max_wait_s
+        deadline = self._waiting[0].enqueued_at + self.max_wait_s
         while self._queued_images < self.max_batch:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -145,48 +172,73 @@ class Batcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), remaining)
 
-    def _take(self) -> list[_Job]:
-        """The oldest jobs that fit in one batch, skipping those whose client went away."""
-        jobs: list[_Job] = []
-        size = taken = 0
-        while self._jobs and size + len(self._jobs[0].inputs) <= self.max_batch:
-            job = self._jobs.popleft()
-            taken += len(job.inputs)
-            if not job.future.done():
-                jobs.append(job)
-                size += len(job.inputs)
-        self._set_queued(self._queued_images - taken)
-        return jobs
+    def _take(self) -> list[_Piece]:
+        """One batch, filled round-robin: up to `quantum` images per waiting request per turn.
+        Requests whose future is done (client gone, deadline passed, failed) are dropped."""
+        pieces: list[_Piece] = []
+        size = dropped = 0
+        while self._waiting and size < self.max_batch:
+            request = self._waiting.popleft()
+            if request.future.done():
+                dropped += request.remaining
+                continue
+            count = min(request.remaining, self.quantum, self.max_batch - size)
+            if pieces and pieces[-1].request is request:  # alone in the queue: one slice
+                pieces[-1].stop += count
+            else:
+                pieces.append(_Piece(request, request.taken, request.taken + count))
+                request.running += 1
+            request.taken += count
+            size += count
+            if request.remaining:
+                self._waiting.append(request)
+        self._set_queued(self._queued_images - size - dropped)
+        return pieces
 
-    async def _run(self, jobs: list[_Job]) -> None:
-        parts = [job.inputs for job in jobs]
+    async def _run(self, pieces: list[_Piece]) -> None:
+        inputs = [piece.request.inputs[piece.start : piece.stop] for piece in pieces]
         started = time.perf_counter()
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._run_batch, parts
+                self._executor, self._run_batch, inputs
             )
         except Exception as exc:
-            for job in jobs:
-                self._fail(job, exc)
+            for piece in pieces:
+                self._fail(piece.request, exc)
             return
-        size = sum(len(part) for part in parts)
+        size = sum(len(part) for part in inputs)
         self._metrics.observe_batch(self.model, self.op, size, time.perf_counter() - started)
         start = 0
-        for job in jobs:
-            end = start + len(job.inputs)
-            if not job.future.done():
-                job.future.set_result(tuple(output[start:end] for output in outputs))
+        for piece in pieces:
+            end = start + piece.stop - piece.start
+            self._deliver(piece.request, tuple(output[start:end] for output in outputs))
             start = end
 
-    def _run_batch(self, parts: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    def _run_batch(self, parts: list[np.ndarray]) -> Outputs:
         """In the worker thread: join the requests' inputs and run the batch."""
         return self.fn(parts[0] if len(parts) == 1 else np.concatenate(parts))
+
+    @staticmethod
+    def _deliver(request: _Request, outputs: Outputs) -> None:
+        """One batch's rows for `request`; the future resolves once all its images have run."""
+        request.running -= 1
+        if request.future.done():
+            return
+        request.parts.append(outputs)
+        if request.remaining or request.running:
+            return
+        parts = request.parts
+        request.future.set_result(
+            parts[0]
+            if len(parts) == 1
+            else tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+        )
 
     def _set_queued(self, images: int) -> None:
         self._queued_images = images
         self._queue_gauge.set(images)
 
     @staticmethod
-    def _fail(job: _Job, exc: BaseException) -> None:
-        if not job.future.done():
-            job.future.set_exception(exc)
+    def _fail(request: _Request, exc: BaseException) -> None:
+        if not request.future.done():
+            request.future.set_exception(exc)

@@ -186,3 +186,110 @@ async def test_a_dead_batcher_fails_liveness(client):
         batcher._task = original
         dead.exception()  # retrieved, so the event loop does not report it
     assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_a_single_image_behind_bulk_requests_goes_in_the_next_batch():
+    """Hardening, item 12: with strict FIFO a single image waited behind every image of the
+    bulk requests queued before it (17 batches for four 256-image requests)."""
+    batches: list[np.ndarray] = []
+    started, release = threading.Event(), threading.Event()
+
+    def held(x):
+        batches.append(x[:, 0].copy())
+        started.set()
+        release.wait(5)
+        return (x,)
+
+    batcher = make(held, max_batch=64, max_queue=1024, max_wait_s=0)
+    batcher.start()
+    bulk = [asyncio.create_task(batcher.submit(np.full((256, 1), float(i)))) for i in range(3)]
+    while not started.is_set():
+        await asyncio.sleep(0.005)
+    single = asyncio.create_task(batcher.submit(np.full((1, 1), -1.0)))
+    await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.gather(*bulk, single)
+    await batcher.stop()
+    with_single = [i for i, batch in enumerate(batches) if -1.0 in batch]
+    assert with_single == [1], f"the single image ran in batch {with_single} of {len(batches)}"
+    assert all(len(batch) == 64 for batch in batches[:-1])
+
+
+async def test_bulk_requests_leave_room_in_the_queue_for_small_ones():
+    """Hardening, item 12: four 256-image requests filled the queue and the next single image
+    got 503 at once."""
+    release = threading.Event()
+    batcher = make(lambda x: (release.wait(5), (x,))[1], max_batch=64, max_queue=1024)
+    batcher.start()
+    bulk = [asyncio.create_task(batcher.submit(np.zeros((256, 1)))) for _ in range(3)]
+    await asyncio.sleep(0.02)
+    with pytest.raises(Overloaded):
+        await batcher.submit(np.zeros((256, 1)))
+    single = asyncio.create_task(batcher.submit(np.zeros((1, 1))))
+    await asyncio.sleep(0.01)
+    release.set()
+    assert len((await single)[0]) == 1
+    await asyncio.gather(*bulk)
+    await batcher.stop()
+
+
+def test_every_caller_gets_exactly_its_own_rows_under_any_interleaving():
+    """Property: submissions of any sizes, some cancelled, some in batches that fail; every
+    caller that gets a result gets exactly its own rows, and nothing is left waiting."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    request = st.tuples(
+        st.integers(1, 40),  # images
+        st.booleans(),  # poisoned: the batch that holds it fails
+        st.sampled_from([None, 0.0, 0.002]),  # cancelled after this many seconds, or never
+        st.floats(0, 0.003),  # submitted after this many seconds
+    )
+
+    @settings(max_examples=60, deadline=None, derandomize=True)
+    @given(st.lists(request, min_size=1, max_size=12), st.integers(1, 16))
+    def check(requests, max_batch):
+        asyncio.run(_interleave(requests, max_batch))
+
+    check()
+
+
+async def _interleave(requests, max_batch) -> None:
+    in_failed_batches: set[float] = set()
+
+    def fn(x):
+        if (x[:, 1] == 1).any():
+            in_failed_batches.update(x[:, 0].tolist())
+            raise ValueError("poisoned batch")
+        return x[:, :1] * 10, x[:, 0] + 0.5
+
+    batcher = make(fn, max_batch=max_batch, max_wait_s=0.001, max_queue=10_000)
+    batcher.start()
+
+    async def one(index, count, poisoned, cancel_after, delay):
+        await asyncio.sleep(delay)
+        inputs = np.zeros((count, 2))
+        inputs[:, 0] = index * 1000 + np.arange(count)
+        inputs[-1, 1] = float(poisoned)
+        task = asyncio.create_task(batcher.submit(inputs))
+        if cancel_after is not None:
+            await asyncio.sleep(cancel_after)
+            task.cancel()
+        try:
+            scaled, shifted = await asyncio.wait_for(task, 10)
+        except asyncio.CancelledError:
+            return "cancelled"
+        except ValueError:
+            assert in_failed_batches.intersection(inputs[:, 0].tolist())
+            return "failed"
+        assert np.array_equal(scaled[:, 0], inputs[:, 0] * 10)
+        assert np.array_equal(shifted, inputs[:, 0] + 0.5)
+        assert not poisoned
+        return "ok"
+
+    outcomes = await asyncio.gather(*(one(i, *r) for i, r in enumerate(requests)))
+    for (_, poisoned, cancel_after, _), outcome in zip(requests, outcomes, strict=True):
+        if cancel_after is None:
+            assert outcome == ("failed" if poisoned else outcome)
+    await batcher.stop()
+    assert batcher.queued_images == 0
