@@ -2,9 +2,10 @@
 a light garment on a dark background like Fashion-MNIST. And PNG encoding for responses.
 
 The steps: open (header only) and refuse oversized images before any pixel is decoded; decode
-the first frame and apply EXIF rotation; flatten transparency onto white; convert to grayscale
-(16-bit kept at full precision); invert when the border is light (`invert=auto`) or when told
-to; scale the longest side to 28 keeping the aspect ratio; centre it on the background value.
+the first frame and apply EXIF rotation; flatten transparency onto a background the garment
+stands out from (white, or black for a light cut-out); convert to grayscale (16-bit kept at
+full precision); invert when the border is light (`invert=auto`) or when told to; scale the
+longest side to 28 keeping the aspect ratio; centre it on the background value.
 An image that is already 28x28 is not resampled, so dataset images round-trip exactly.
 """
 
@@ -92,7 +93,7 @@ def from_pixels(pixels: object, invert: InvertMode, what: str = "pixels") -> np.
 
 def prepare(gray: np.ndarray, invert: InvertMode) -> np.ndarray:
     """Grayscale float H x W in [0, 1] -> inverted as asked, fitted into 28x28."""
-    background = _median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]))
+    background = _median(_border(gray))
     if invert == "true" or (invert == "auto" and background > 0.5):
         gray, background = 1.0 - gray, 1.0 - background
     height, width = gray.shape
@@ -109,6 +110,11 @@ def prepare(gray: np.ndarray, invert: InvertMode) -> np.ndarray:
     return np.clip(canvas, 0.0, 1.0)
 
 
+def _border(array: np.ndarray) -> np.ndarray:
+    """The outermost rows and columns of a 2-D array, as one 1-D array."""
+    return np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
+
+
 def _median(values: np.ndarray) -> float:
     """np.median without its overhead, which dominates for the ~100 values of a border."""
     low, high = (len(values) - 1) // 2, len(values) // 2  # the same index when the count is odd
@@ -117,7 +123,7 @@ def _median(values: np.ndarray) -> float:
 
 
 def _grayscale(image: Image.Image) -> np.ndarray:
-    """Float H x W in [0, 1]; transparency is flattened onto white before conversion."""
+    """Float H x W in [0, 1]; transparency is flattened first (`_flatten`)."""
     if image.mode in _SIXTEEN_BIT_MODES:
         return np.asarray(image, dtype=np.float32) / 65535.0
     if image.mode in ("I", "F"):
@@ -126,12 +132,30 @@ def _grayscale(image: Image.Image) -> np.ndarray:
         scale = 1.0 if image.mode == "F" and peak <= 1 else 65535.0 if peak > 255 else 255.0
         return np.clip(array / scale, 0.0, 1.0)
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
+        image = _flatten(image)
     if image.mode != "L":
         image = image.convert("L")
     return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """An image with transparency -> opaque RGBA, composited onto a background that the
+    garment stands out from.
+
+    An image whose border is mostly opaque has a background of its own, and goes onto white as
+    it always has. One whose border is mostly transparent is a cut-out: everything visible is
+    the garment, and it goes onto black when its visible pixels (weighted by their opacity) are
+    light on average, onto white when they are dark. Onto white alone, a light garment on a
+    transparent background became a blank image; now either kind ends up, after `invert=auto`,
+    a light garment on a dark background like Fashion-MNIST."""
+    rgba = image.convert("RGBA")
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32)
+    background = (255, 255, 255, 255)
+    if _median(_border(alpha)) < 127.5 and alpha.any():
+        gray = np.asarray(rgba.convert("L"), dtype=np.float32)  # RGB luma; alpha ignored
+        if float((alpha * gray).sum() / alpha.sum()) > 127.5:
+            background = (0, 0, 0, 255)
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, background), rgba)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
