@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ml.fashion_mnist import IMAGE_SIZE
+from service.errors import InvalidParameter
 from service.imaging import png_bytes, to_uint8, upscale
 
 if TYPE_CHECKING:
@@ -19,6 +20,11 @@ GAP = 2  # pixels between grid cells
 GAP_VALUE = 96  # mid-grey, visible between dark Fashion-MNIST backgrounds
 DPI = 100
 MAX_CHART_ROWS = 32  # a classification chart of more images would not be readable
+# The largest image grid drawn, width x height (as FMNIST_MAX_IMAGE_PIXELS bounds what is
+# decoded): 16 MiB of pixels to draw and a PNG to compress. 256 images at scale 16 would be
+# 104 megapixels.
+MAX_GRID_PIXELS = 4096 * 4096
+COMPARISON_COLUMNS = 16
 
 
 def _new_figure(**options: Any) -> Figure:
@@ -96,14 +102,40 @@ def embedding_map(
     return _figure_png(figure)
 
 
+def grid_size(cells: int, columns: int, scale: int) -> tuple[int, int]:
+    """Width and height of a `grid` of `cells` cells: columns * (28 * scale) + (columns + 1) *
+    GAP wide, likewise high for the rows."""
+    rows = -(-cells // columns)
+    side = IMAGE_SIZE * scale
+    return columns * side + (columns + 1) * GAP, rows * side + (rows + 1) * GAP
+
+
+def check_grid_size(cells: int, columns: int, scale: int) -> None:
+    """`InvalidParameter` when a `grid` would have more than MAX_GRID_PIXELS pixels, with the
+    largest scale that would fit. Routes call it before the work the picture needs."""
+    width, height = grid_size(cells, columns, scale)
+    if width * height <= MAX_GRID_PIXELS:
+        return
+    smaller = (s for s in range(scale - 1, 0, -1) if _fits(grid_size(cells, columns, s)))
+    fitting = next(smaller, None)
+    advice = f"use scale={fitting} or less, or fewer images" if fitting else "use fewer images"
+    raise InvalidParameter(
+        f"the PNG would be {width}x{height}, {width * height} pixels; the limit is "
+        f"{MAX_GRID_PIXELS}: {advice}"
+    )
+
+
+def _fits(size: tuple[int, int]) -> bool:
+    return size[0] * size[1] <= MAX_GRID_PIXELS
+
+
 def grid(cells: Sequence[np.ndarray | None], columns: int, scale: int) -> bytes:
     """Float 28x28 images (None: an empty cell) row-major in `columns`, each enlarged `scale`
-    times by nearest neighbour, GAP pixels apart and around. Size: columns * (28 * scale) +
-    (columns + 1) * GAP wide, likewise high for the rows."""
-    rows = -(-len(cells) // columns)
+    times by nearest neighbour, GAP pixels apart and around (see `grid_size`); at most
+    MAX_GRID_PIXELS pixels."""
+    check_grid_size(len(cells), columns, scale)
+    width, height = grid_size(len(cells), columns, scale)
     side = IMAGE_SIZE * scale
-    height = rows * side + (rows + 1) * GAP
-    width = columns * side + (columns + 1) * GAP
     canvas = np.full((height, width), GAP_VALUE, dtype=np.uint8)
     for index, cell in enumerate(cells):
         row, column = divmod(index, columns)
@@ -115,8 +147,17 @@ def grid(cells: Sequence[np.ndarray | None], columns: int, scale: int) -> bytes:
     return png_bytes(canvas)
 
 
+def check_comparison_grid_size(count: int, scale: int, columns: int = COMPARISON_COLUMNS) -> None:
+    """`check_grid_size` for a `comparison_grid` of `count` pairs."""
+    columns = min(columns, count)
+    check_grid_size(2 * -(-count // columns) * columns, columns, scale)
+
+
 def comparison_grid(
-    originals: np.ndarray, reconstructions: np.ndarray, scale: int, columns: int = 16
+    originals: np.ndarray,
+    reconstructions: np.ndarray,
+    scale: int,
+    columns: int = COMPARISON_COLUMNS,
 ) -> bytes:
     """Originals above their reconstructions, `columns` pairs per band of two rows."""
     count = len(originals)
