@@ -16,8 +16,11 @@ TIMEOUT_S = float(os.environ.get("FMNIST_HEALTHCHECK_TIMEOUT", "3"))
 
 
 def main() -> int:
+    if not URL.startswith(("http://", "https://")):  # urlopen would also read file: URLs
+        print(f"healthcheck: {URL}: not an http(s) URL", file=sys.stderr)
+        return 1
     try:
-        with urllib.request.urlopen(URL, timeout=TIMEOUT_S) as response:
+        with urllib.request.urlopen(URL, timeout=TIMEOUT_S) as response:  # noqa: S310  http(s) only
             return 0 if response.status == 200 else 1
     except (urllib.error.URLError, OSError) as error:  # HTTPError (e.g. 503) is a URLError
         print(f"healthcheck: {URL}: {error}", file=sys.stderr)

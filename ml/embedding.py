@@ -24,6 +24,6 @@ def embed(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
         )
     if isinstance(model, ConvVAE):
         return model.encode(x)[0]
-    assert isinstance(model, Classifier)
+    assert isinstance(model, Classifier)  # noqa: S101  narrows the type: models are VAEs or classifiers
     features = model.features(x)
     return features if layer == "penultimate" else model.head(features)

@@ -97,7 +97,7 @@ def graph_modules(model: nn.Module) -> dict[str, nn.Module]:
             "decoder": VAEDecoder(model),
         }
     else:
-        assert isinstance(model, Classifier)
+        assert isinstance(model, Classifier)  # noqa: S101  narrows the type: models are VAEs or classifiers
         modules = {"forward": ClassifierForward(model)}
     return {graph: module.eval() for graph, module in modules.items()}
 
@@ -106,7 +106,7 @@ def example_input(model: nn.Module, graph: str, batch: int) -> torch.Tensor:
     """A random batch of what `graph` takes: images in [0, 1] or latent vectors."""
     generator = torch.Generator().manual_seed(0)
     if graph == "decoder":
-        assert isinstance(model, ConvVAE)
+        assert isinstance(model, ConvVAE)  # noqa: S101  narrows the type: only a VAE has a decoder graph
         return torch.randn(batch, model.latent_dim, generator=generator)
     return torch.rand(batch, 1, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
 

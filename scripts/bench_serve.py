@@ -254,7 +254,7 @@ def start_server(kind: str, args: argparse.Namespace, port: int) -> tuple[subpro
     }
     env.pop("FMNIST_API_KEY", None)
     started = time.monotonic()
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603  this interpreter running this repository's code
         command, cwd=REPO, env=env, preexec_fn=lambda: os.sched_setaffinity(0, args.server_cpus)
     )
     deadline = started + 120
@@ -282,7 +282,7 @@ def run_load(
     """Run the load generator in a fresh process pinned to `load_cpus`; its measurements."""
     command = [sys.executable, str(LOAD_GENERATOR), url, str(body_file), content_type]
     command += [str(scenario.concurrency), str(scenario.requests)]
-    output = subprocess.run(
+    output = subprocess.run(  # noqa: S603  this interpreter running the load generator
         command,
         capture_output=True,
         text=True,

@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     with Load(args.url, images) as load:
         time.sleep(1.0)
         stopped_at = time.monotonic()
-        subprocess.run(shlex.split(args.stop), check=True, capture_output=True)
+        # The operator's own --stop command, run as given: that is what it is for.
+        subprocess.run(shlex.split(args.stop), check=True, capture_output=True)  # noqa: S603
         stop_s = time.monotonic() - stopped_at
         time.sleep(AFTER_STOP_S)
     failed = [r for r in load.results if r[1] != 200]

@@ -38,6 +38,16 @@ class ProbeError(RuntimeError):
     """The service did not answer as it should."""
 
 
+class UnexpectedAnswer(ProbeError):
+    """An answer with the right status and type but the wrong content."""
+
+
+def require(condition: bool, answer: object) -> None:
+    """An explicit check rather than `assert`, which `python -O` would skip."""
+    if not condition:
+        raise UnexpectedAnswer(str(answer)[:300])
+
+
 def png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
@@ -83,11 +93,11 @@ def every_endpoint(sample: bytes, other: bytes) -> dict[tuple[str, str], Callabl
 
     def classify(client: httpx.Client) -> None:
         body = expect(client.post("/classify", params={"top_k": 3}, files=upload)).json()
-        assert len(body["predictions"][0]["top_k"]) == 3, body
+        require(len(body["predictions"][0]["top_k"]) == 3, body)
 
     def embed(client: httpx.Client) -> None:
         body = expect(client.post("/embed", params={"model": "vae"}, files=upload)).json()
-        assert body["dimension"] == len(body["embeddings"][0]["vector"]), body
+        require(body["dimension"] == len(body["embeddings"][0]["vector"]), body)
 
     def reconstruct(client: httpx.Client) -> None:
         expect(client.post("/reconstruct", params={"format": "png"}, files=upload), "image/png")
@@ -98,23 +108,25 @@ def every_endpoint(sample: bytes, other: bytes) -> dict[tuple[str, str], Callabl
             "end": ("end.png", other, "image/png"),
         }
         body = expect(client.post("/interpolate", params={"steps": 4}, files=files)).json()
-        assert len(body["frames"]) == 4, body
+        require(len(body["frames"]) == 4, body)
 
     def generate(client: httpx.Client) -> None:
         body = expect(client.post("/generate", params={"n": 2, "seed": 1})).json()
-        assert len(body["images"]) == 2, body
+        require(len(body["images"]) == 2, body)
 
     def models(client: httpx.Client) -> None:
         expect(client.get("/models"))
 
     def model(client: httpx.Client) -> None:
-        assert expect(client.get(f"/models/{MODEL}")).json()["name"] == MODEL
+        body = expect(client.get(f"/models/{MODEL}")).json()
+        require(body["name"] == MODEL, body)
 
     def health(path: str) -> Callable[[httpx.Client], None]:
         return lambda client: expect(client.get(path))
 
     def metrics(client: httpx.Client) -> None:
-        assert "fmnist" in expect(client.get("/metrics"), "text/plain").text
+        text = expect(client.get("/metrics"), "text/plain").text
+        require("fmnist" in text, text)
 
     # Open Inference Protocol v2: the same model through the protocol's JSON.
     pixels = np.asarray(Image.open(io.BytesIO(sample)), dtype=np.float32) / 255
@@ -129,7 +141,7 @@ def every_endpoint(sample: bytes, other: bytes) -> dict[tuple[str, str], Callabl
             request = {"inputs": [tensor | {"data": pixels.ravel().tolist()}]}
             body = expect(client.post(f"{path}/infer", json=request)).json()
             names = {output["name"] for output in body["outputs"]}
-            assert {"probabilities", "label"} <= names, body
+            require({"probabilities", "label"} <= names, body)
 
         return call
 
@@ -142,7 +154,7 @@ def every_endpoint(sample: bytes, other: bytes) -> dict[tuple[str, str], Callabl
 
     def repository_index(client: httpx.Client) -> None:
         listed = expect(client.post("/v2/repository/index", json={})).json()
-        assert MODEL in {entry["name"] for entry in listed}, listed
+        require(MODEL in {entry["name"] for entry in listed}, listed)
 
     def repository_load(client: httpx.Client) -> None:
         expect(client.post("/v2/repository/models/lenet/load", json={}))
@@ -150,7 +162,8 @@ def every_endpoint(sample: bytes, other: bytes) -> dict[tuple[str, str], Callabl
     def repository_unload(client: httpx.Client) -> None:
         """Unload, then load again: the container ends the probe serving every model."""
         expect(client.post("/v2/repository/models/lenet/unload", json={}))
-        assert client.get("/v2/models/lenet/ready").status_code != 200
+        ready = client.get("/v2/models/lenet/ready")
+        require(ready.status_code != 200, f"still ready after unload: {ready.status_code}")
         expect(client.post("/v2/repository/models/lenet/load", json={}))
 
     return {
@@ -196,7 +209,7 @@ def check_every_endpoint(client: httpx.Client, sample: bytes, other: bytes) -> N
             raise ProbeError(f"{method} {path} is not in the service's OpenAPI document")
         try:
             call(client)
-        except AssertionError as error:
+        except UnexpectedAnswer as error:
             raise ProbeError(f"{method} {path}: unexpected answer {error}") from None
     print(
         f"endpoints: all {len(operations)} operations answered, and /openapi.json, "

@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from service.dependencies import require_api_key
 from service.errors import install_error_handlers
 from service.logs import logging_config
 from service.metrics import Metrics
-from service.middleware import BodySizeLimit, InstanceIdHeader, RequestMetrics
+from service.middleware import BodySizeLimit, RequestMetrics, ResponseHeaders
 from service.routes import PROTECTED_ROUTERS, PUBLIC_ROUTERS
 from service.runtime import Runtime
 from service.settings import Settings
@@ -33,6 +34,8 @@ with `Accept: image/png` or `?format=png`. Errors are always
 `{"error": {"code": "...", "message": "..."}}`.
 """
 
+# Response headers a cross-origin page may read, beyond the few that browsers always expose.
+CORS_EXPOSED_HEADERS = ("Retry-After", "X-Instance-Id", "X-Request-Id")
 TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
@@ -75,10 +78,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in PUBLIC_ROUTERS:
         app.include_router(router)
     install_web(app)
-    # Last added runs first: the instance header wraps everything, metrics see every status.
+    # Last added runs first: the response headers wrap everything, metrics see every status,
+    # CORS preflights included. No origins, no CORS middleware: browsers then refuse
+    # cross-origin calls, and same-origin requests pay nothing for it.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=settings.cors_methods,
+            allow_headers=settings.cors_headers,
+            expose_headers=CORS_EXPOSED_HEADERS,
+        )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
-    app.add_middleware(InstanceIdHeader, instance_id=settings.instance_id)
+    app.add_middleware(ResponseHeaders, instance_id=settings.instance_id)
     return app
 
 

@@ -34,7 +34,7 @@ async def require_api_key(
     """The request must carry FMNIST_API_KEY (compared in constant time). The app attaches this
     check to the model routes only when a key is set."""
     expected = runtime.settings.api_key
-    assert expected is not None
+    assert expected is not None  # noqa: S101  narrows the type: attached only with a key
     supplied = bearer.credentials if bearer else header_key
     if not supplied:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>` or `X-API-Key`")

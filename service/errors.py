@@ -7,7 +7,7 @@ status; route code raises `ServiceError` subclasses and never builds error respo
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from service.logs import REQUEST_ID
 from service.schemas import ErrorResponse
 
 log = logging.getLogger(__name__)
@@ -129,19 +130,21 @@ def validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+# Starlette calls each handler only with the exception type it is registered for (see
+# `install_error_handlers`), so the casts below state what is known, not a guess.
+
+
 async def _on_service_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)
-    return error_response(exc)
+    return error_response(cast(ServiceError, exc))
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    return error_response(InvalidParameter(validation_message(exc)))
+    return error_response(InvalidParameter(validation_message(cast(RequestValidationError, exc))))
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own 404 / 405 (no such route, wrong method), in our shape."""
-    assert isinstance(exc, StarletteHTTPException)
+    exc = cast(StarletteHTTPException, exc)
     if exc.status_code == 404:
         return error_response(NotFound(f"no route {request.url.path}; see /docs"))
     if exc.status_code == 405:
@@ -151,10 +154,18 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    response = error_response(ServiceError("internal error; the request was not completed"))
-    # This handler runs outside the app's middleware, so it adds the instance header itself.
+    """A bug or an outage: logged with its traceback and the request id, which the answer also
+    carries (header and message), so a report quoting it leads to the log line."""
+    request_id = REQUEST_ID.get() or "-"
+    log.exception(
+        "unhandled error on %s %s (request id %s)", request.method, request.url.path, request_id
+    )
+    message = f"internal error; the request was not completed (request id {request_id})"
+    response = error_response(ServiceError(message))
+    # This handler runs outside the app's middleware, so it adds the headers it would add.
     response.headers["X-Instance-Id"] = request.app.state.settings.instance_id
+    response.headers["X-Request-Id"] = request_id
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 

@@ -1,34 +1,68 @@
-"""Pure-ASGI middleware for what every request shares: the instance header, request metrics
-and the upload-size limit. (Pure ASGI rather than BaseHTTPMiddleware: cheaper per request.)"""
+"""Pure-ASGI middleware for what every request shares: the response headers (instance, request
+id, nosniff), request metrics and the upload-size limit. (Pure ASGI rather than
+BaseHTTPMiddleware: cheaper per request.)"""
 
 from __future__ import annotations
 
 import time
+import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import PayloadTooLarge
+from service.logs import REQUEST_ID
 from service.metrics import Metrics
 
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 
-class InstanceIdHeader:
-    """Adds `X-Instance-Id` to every response, so a client behind a load balancer sees which
-    replica answered."""
+
+MAX_REQUEST_ID = 128  # characters of a client's X-Request-Id that are taken as they are
+
+
+def accepted_request_id(value: bytes | None) -> str | None:
+    """A client's X-Request-Id when it is 1-128 visible ASCII characters (no spaces or control
+    characters, so it cannot break a log line or a header), else None."""
+    if value and len(value) <= MAX_REQUEST_ID and all(0x21 <= byte <= 0x7E for byte in value):
+        return value.decode("ascii")
+    return None
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ResponseHeaders:
+    """Headers on every response:
+
+    - `X-Instance-Id`, so a client behind a load balancer sees which replica answered;
+    - `X-Request-Id`: the client's own when it sends an acceptable one (`accepted_request_id`),
+      else a new one; it is also set in `service.logs.REQUEST_ID` for log lines to name;
+    - `X-Content-Type-Options: nosniff`, so a browser never treats a response as another type
+      than the one declared (an uploaded image echoed back, say, run as a script).
+
+    The handler of unexpected errors answers outside the app's middleware and adds the same
+    headers itself (`service.errors`)."""
 
     def __init__(self, app: ASGIApp, instance_id: str) -> None:
         self.app = app
-        self.header = (b"x-instance-id", instance_id.encode("latin-1"))
+        self.fixed = [(b"x-instance-id", instance_id.encode("latin-1")), NOSNIFF]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        sent = next((value for name, value in scope["headers"] if name == b"x-request-id"), None)
+        request_id = accepted_request_id(sent) or new_request_id()
+        # Not reset afterwards: the handler of unexpected errors reads it after the exception
+        # has left this middleware, and the request's task (and with it the context) ends there.
+        REQUEST_ID.set(request_id)
+        headers = [*self.fixed, (b"x-request-id", request_id.encode("ascii"))]
 
-        async def send_with_header(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), self.header]
+                message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
-        await self.app(scope, receive, send_with_header)
+        await self.app(scope, receive, send_with_headers)
 
 
 class RequestMetrics:

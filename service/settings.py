@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,6 +13,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import ml
 
+# What a browser sends in `Origin`: scheme, host and optional port, no path.
+ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s?#]+", re.IGNORECASE)
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max ..."
 
 
@@ -90,6 +93,20 @@ class Settings(BaseSettings):
     instance_id: str = Field(
         default_factory=socket.gethostname, description="sent back in the X-Instance-Id header"
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins whose browser pages may call the API, comma-separated "
+        "(`https://app.example.com`, or `*` for any); empty turns CORS off: no CORS headers "
+        "are sent and browsers refuse cross-origin calls",
+    )
+    cors_methods: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["GET", "HEAD", "POST"],
+        description="methods allowed cross-origin, comma-separated",
+    )
+    cors_headers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["Authorization", "Content-Type", "X-API-Key", "X-Request-Id"],
+        description="request headers allowed cross-origin, comma-separated",
+    )
 
     @property
     def worker_processes(self) -> int:
@@ -99,7 +116,7 @@ class Settings(BaseSettings):
     def engine_threads(self) -> int:
         return self.threads or max(1, usable_cores() // self.worker_processes)
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "cors_origins", "cors_methods", "cors_headers", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:
         if isinstance(value, str):
@@ -115,6 +132,21 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; known models: {', '.join(ml.MODELS)}")
         return list(dict.fromkeys(names))
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _bare_origins(cls, origins: list[str]) -> list[str]:
+        """A browser sends its origin as `scheme://host[:port]`, nothing after: one written with
+        a path or a trailing slash would never match, so it is refused rather than ignored."""
+        wrong = [origin for origin in origins if origin != "*" and not ORIGIN.fullmatch(origin)]
+        if wrong:
+            raise ValueError(f"not an origin (scheme://host[:port], no path): {wrong}")
+        return origins
+
+    @field_validator("cors_methods")
+    @classmethod
+    def _upper_methods(cls, methods: list[str]) -> list[str]:
+        return [method.upper() for method in methods]
 
     @field_validator("api_key", mode="before")
     @classmethod

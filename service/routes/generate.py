@@ -45,7 +45,7 @@ async def generate(
     output_format: FormatQuery = None,
 ) -> GenerateResponse | Response:
     loaded = runtime.get(MODEL, "/generate", kind="autoencoder")
-    assert loaded.latent_dim is not None
+    assert loaded.latent_dim is not None  # noqa: S101  narrows the type: autoencoders have one
     seed = secrets.randbelow(2**31) if seed is None else seed
     (images,) = await loaded.run("decode", latent.sample_prior(n, loaded.latent_dim, seed))
     if wants_png(request, output_format):
