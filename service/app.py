@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service.dependencies import require_api_key
+from service.drain import Drain
 from service.errors import install_error_handlers
 from service.logs import logging_config
 from service.metrics import Metrics
@@ -52,9 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # What start-up allocated (models, schemas, modules) lives as long as the process: keep
         # it out of the garbage collector's scans, which then only look at request garbage.
         gc.freeze()
+        # SIGTERM from here on drains (service/drain.py) instead of cutting requests off.
+        drain = Drain(runtime, settings.drain_seconds, settings.drain_delay_seconds)
+        drain.install()
         try:
             yield
         finally:
+            drain.uninstall()
             await runtime.stop()
 
     app = FastAPI(

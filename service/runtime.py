@@ -92,15 +92,22 @@ class Runtime:
         self.backend: Backend | None = None
         self._executors: list[ThreadPoolExecutor] = []
         self._ready = False
+        self.draining = False  # set on SIGTERM: readiness fails while requests are still served
         self._loading = asyncio.Lock()  # one repository load or unload at a time
 
     @property
-    def ready(self) -> bool:
+    def serving(self) -> bool:
+        """Models loaded and warmed, their batchers running: requests are answered."""
         return self._ready and all(
             batcher.running
             for loaded in self.models.values()
             for batcher in loaded.batchers.values()
         )
+
+    @property
+    def ready(self) -> bool:
+        """What the readiness probes say: serving, and not draining (see `service.drain`)."""
+        return self.serving and not self.draining
 
     @property
     def alive(self) -> bool:
@@ -162,17 +169,22 @@ class Runtime:
                 raise NotFound(f"model {name!r} is not loaded")
             await self._retire(loaded)
 
-    async def stop(self) -> None:
+    async def stop_batchers(self) -> None:
+        """No more batches: requests waiting in a batcher, and any that come later, are answered
+        503. The first step of `stop`, and what the drain does when its time is nearly up."""
         self._ready = False
         for loaded in self.models.values():
             for batcher in loaded.batchers.values():
                 await batcher.stop()
+
+    async def stop(self) -> None:
+        await self.stop_batchers()
         for executor in self._executors:
             executor.shutdown(wait=True)
 
     def get(self, name: str, route: str, kind: str | None = None) -> LoadedModel:
         """The loaded model `name`, which must be of `kind` (when given) to serve `route`."""
-        if not self.ready:
+        if not self.serving:
             raise NotReady("models are not loaded yet, or the service is shutting down")
         suitable = ", ".join(m.name for m in self.models.values() if kind in (None, m.kind))
         if name not in self.models:

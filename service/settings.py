@@ -152,3 +152,19 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_key_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    # Draining on SIGTERM (service/drain.py).
+    drain_seconds: float = Field(
+        8.0,
+        ge=1,
+        description="after SIGTERM, the most time the process takes to exit: requests already "
+        "received are answered within it (those still waiting for a model near its end get "
+        "503); fits Docker's default 10 s stop timeout",
+    )
+    drain_delay_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="part of the drain time during which readiness already fails but the "
+        "listener still accepts and serves, so load balancers that probe /readyz stop sending "
+        "before connections are refused; 0 closes the listener at once",
+    )

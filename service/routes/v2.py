@@ -105,6 +105,6 @@ async def no_route(request: Request) -> Response:
 
 
 def _find(runtime: Runtime, name: str, version: str | None) -> catalog.View:
-    if not runtime.ready:
+    if not runtime.serving:
         raise NotReady("models are not loaded yet, or the service is shutting down")
     return catalog.find(runtime, name, version)

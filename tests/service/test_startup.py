@@ -53,12 +53,14 @@ def test_bad_settings_are_refused(monkeypatch, name, value):
 
 def test_fmnist_serve_passes_its_options_to_uvicorn(monkeypatch):
     monkeypatch.setenv("FMNIST_WORKERS", "1")  # restored afterwards; --workers overrides it
+    monkeypatch.setenv("FMNIST_DRAIN_SECONDS", "12")
     calls = []
-    monkeypatch.setattr(server.uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    monkeypatch.setattr(server, "serve", lambda app, **options: calls.append((app, options)))
     server.main(["--host", "0.0.0.0", "--port", "9001", "--workers", "3"])
     app, options = calls[0]
     assert app == "service.app:app"
     assert (options["host"], options["port"], options["workers"]) == ("0.0.0.0", 9001, 3)
+    assert options["drain_s"] == 12  # the supervisor's wait for its workers
     assert Settings().worker_processes == 3  # what each worker sees, to size its threads
 
 

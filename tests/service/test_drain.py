@@ -1,0 +1,384 @@
+"""SIGTERM under load, and a killed worker, on real `fmnist-serve` processes.
+
+Drain: many 64-image /classify requests are sent and read by the server (the kernel shows every
+byte of them consumed), then SIGTERM. Every one of them must be answered 200; /readyz must fail
+at once while they are in flight; /classify sent during FMNIST_DRAIN_DELAY_SECONDS is still
+served; after it, new connections are refused; the process exits within FMNIST_DRAIN_SECONDS.
+Once with one process, once with two workers under the supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.live_service import CHECKPOINT_DIR, REPO, STARTUP_TIMEOUT_S, free_port, wait_for_ok
+from tests.service.support import make_settings, serving
+
+EXAMPLES = sorted((REPO / "service" / "static" / "examples").glob("*.png"))  # real test images
+IMAGES_PER_REQUEST = 64
+REQUESTS = 64
+DRAIN_S = 30.0  # generous: the machine running the tests may be busy
+DELAY_S = 2.0
+BOUNDARY = "drain-test-boundary"
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    port: int
+    log: Path
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def fmnist_serve(tmp_path: Path, workers: int, **env: str) -> Iterator[Server]:
+    """`fmnist-serve --workers N` on a free port, ready on entry, killed on exit if still up."""
+    port = free_port()
+    log = tmp_path / f"serve-{port}.log"
+    environment = {
+        **os.environ,
+        "FMNIST_CHECKPOINT_DIR": str(CHECKPOINT_DIR),
+        "FMNIST_DEVICE": "cpu",
+        "FMNIST_MAX_QUEUE": "100000",  # this test is about shutdown, not the overload bound
+        **env,
+    }
+    environment.pop("FMNIST_API_KEY", None)
+    command = [sys.executable, "-m", "service.server", "--port", str(port)]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [*command, "--workers", str(workers)],
+            cwd=REPO,
+            env=environment,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, port, log)
+    try:
+        wait_for_ok(
+            f"{server.url}/readyz",
+            time.monotonic() + STARTUP_TIMEOUT_S,
+            [process],
+            server.output,
+        )
+        yield server
+    finally:
+        if process.poll() is None:
+            for pid in descendants(process.pid):
+                _kill(pid)
+            process.kill()
+            process.wait()
+
+
+def _kill(pid: int) -> None:
+    with suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    """The live processes below `pid`."""
+    found, pending = [], [pid]
+    while pending:
+        for task in Path(f"/proc/{pending.pop()}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            pending += children
+    return found
+
+
+def workers(supervisor: int) -> set[int]:
+    """The supervisor's worker processes (multiprocessing also starts a resource tracker)."""
+    pids = set()
+    for pid in descendants(supervisor):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            pids.add(pid)
+    return pids
+
+
+def gone(pid: int) -> bool:
+    """Whether `pid` has exited (a zombie has: its sockets are closed)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def multipart(count: int) -> tuple[bytes, str]:
+    files = [path.read_bytes() for path in EXAMPLES]
+    parts = [
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{i}.png"\r\n'
+        "Content-Type: image/png\r\n\r\n".encode()
+        + files[i % len(files)]
+        + b"\r\n"
+        for i in range(count)
+    ]
+    return b"".join(
+        parts
+    ) + f"--{BOUNDARY}--\r\n".encode(), f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def server_sockets(port: int) -> list[int]:
+    """Unread bytes (rx queue) of each established connection to `port` on the server side,
+    from the kernel's table: a request has been received once it is accepted and its bytes read."""
+    queues = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, queue = fields[1], fields[3], fields[4]
+            if int(local.rsplit(":", 1)[1], 16) == port and state == "01":
+                queues.append(int(queue.split(":")[1], 16))
+    return queues
+
+
+async def post(
+    port: int, path: str, body: bytes, content_type: str, sent: list[float] | None = None
+) -> tuple[str, bytes]:
+    """One request on its own connection: (status or the exception's name, body). Appends the
+    time it was written in full to `sent`."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError as error:
+        return type(error).__name__, b""
+    try:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        await writer.drain()
+        if sent is not None:
+            sent.append(time.monotonic())
+        status = (await reader.readline()).split(b" ", 2)[1].decode()
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await reader.readexactly(length)
+    except (OSError, IndexError, asyncio.IncompleteReadError) as error:
+        return type(error).__name__, b""
+    finally:
+        writer.close()
+
+
+async def get_status(port: int, path: str) -> str:
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            return str((await client.get(f"http://127.0.0.1:{port}{path}")).status_code)
+    except httpx.TransportError as error:
+        return type(error.__cause__ or error).__name__
+
+
+async def connect(port: int) -> str:
+    """'connected' or the error of a new TCP connection to `port`."""
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError as error:
+        return type(error).__name__
+    writer.close()
+    return "connected"
+
+
+@dataclass
+class DrainRun:
+    delay_s: float
+    statuses: list[str] = field(default_factory=list)
+    answered_before_signal: int = 0
+    unanswered_at_probe: int = 0
+    readiness: list[str] = field(default_factory=list)
+    served_during_delay: str = ""
+    liveness_during_delay: str = ""
+    new_connection_after: str = ""
+    refused_after_s: float = 0.0
+    exit_s: float = 0.0
+    returncode: int | None = None
+
+
+async def sigterm_under_load(server: Server, delay_s: float) -> DrainRun:
+    """Load, SIGTERM to the server's (first) process, and what followed."""
+    run, port = DrainRun(delay_s), server.port
+    body, content_type = multipart(IMAGES_PER_REQUEST)
+    sent: list[float] = []
+    requests = [
+        asyncio.create_task(post(port, "/classify?model=mynet", body, content_type, sent))
+        for _ in range(REQUESTS)
+    ]
+    # Received: every request written in full, and every byte of them read by the server.
+    deadline = time.monotonic() + 30
+    while len(sent) < REQUESTS or any(queues := server_sockets(port)) or len(queues) < REQUESTS:
+        assert time.monotonic() < deadline, f"requests not received: {len(sent)} sent"
+        await asyncio.sleep(0.005)
+    run.answered_before_signal = sum(task.done() for task in requests)
+    server.process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+
+    if delay_s:
+        # Readiness fails at once (a supervisor passes the signal on within 50 ms) and stays
+        # so; meanwhile liveness holds and the listener still accepts and serves.
+        run.readiness = [await get_status(port, "/readyz")]
+        while run.readiness[-1] == "200" and time.monotonic() < signalled + 0.3:
+            run.readiness.append(await get_status(port, "/readyz"))
+        run.unanswered_at_probe = sum(not task.done() for task in requests)
+        single, single_type = multipart(1)
+        sent_in_delay = time.monotonic()
+        *readiness, run.liveness_during_delay, (run.served_during_delay, _) = await asyncio.gather(
+            *(get_status(port, "/readyz") for _ in range(4)),
+            get_status(port, "/healthz"),
+            post(port, "/classify", single, single_type),
+        )
+        run.readiness += readiness
+        assert sent_in_delay < signalled + delay_s, "the machine is too slow for this timing"
+
+    # New connections are refused once the listener has closed (the event loop of a busy
+    # worker may take a moment to get there).
+    await asyncio.sleep(max(0.0, signalled + delay_s - time.monotonic()))
+    while (outcome := await connect(port)) == "connected" and time.monotonic() < signalled + 5:
+        await asyncio.sleep(0.05)
+    run.new_connection_after, run.refused_after_s = outcome, time.monotonic() - signalled
+    run.unanswered_at_probe = run.unanswered_at_probe or sum(not t.done() for t in requests)
+    answers = await asyncio.gather(*requests)
+    while server.process.poll() is None and time.monotonic() < signalled + DRAIN_S + 10:
+        await asyncio.sleep(0.02)
+    run.exit_s = time.monotonic() - signalled
+    run.returncode = server.process.poll()
+    run.statuses = [
+        status
+        if status != "200" or len(json.loads(body)["predictions"]) == IMAGES_PER_REQUEST
+        else "short"
+        for status, body in answers
+    ]
+    return run
+
+
+def check_drain(run: DrainRun, server: Server) -> None:
+    log = server.output()
+    lost = [status for status in run.statuses if status != "200"]
+    assert not lost, f"{len(lost)} of {REQUESTS} received requests not answered 200: {lost}\n{log}"
+    assert run.answered_before_signal < REQUESTS // 2, "the load was over before the signal"
+    assert run.unanswered_at_probe > 0, "no request was in flight when the server was probed"
+    if run.delay_s:
+        first_fail = next(i for i, status in enumerate(run.readiness) if status != "200")
+        assert all(status == "503" for status in run.readiness[first_fail:]), run.readiness
+        assert run.liveness_during_delay == "200"
+        assert run.served_during_delay == "200", log
+    assert run.new_connection_after == "ConnectionRefusedError", run.new_connection_after
+    assert run.refused_after_s < run.delay_s + 2, run.refused_after_s
+    assert run.returncode is not None and run.exit_s < DRAIN_S, (run.exit_s, log)
+    assert run.returncode in (0, -signal.SIGTERM), log
+    print(
+        f"\n{REQUESTS} x {IMAGES_PER_REQUEST}-image requests received, "
+        f"{REQUESTS - run.answered_before_signal} in flight at SIGTERM, "
+        f"{run.unanswered_at_probe} still in flight when probed "
+        f"(readiness {run.readiness or 'not probed'}): "
+        f"{run.statuses.count('200')} answered 200; new connections refused "
+        f"{run.refused_after_s:.2f} s and exit {run.exit_s:.2f} s after SIGTERM"
+    )
+
+
+def drain_env(delay_s: float) -> dict[str, str]:
+    return {"FMNIST_DRAIN_SECONDS": str(DRAIN_S), "FMNIST_DRAIN_DELAY_SECONDS": str(delay_s)}
+
+
+@pytest.mark.anyio
+async def test_draining_fails_readiness_and_still_serves():
+    """What the drain sets on SIGTERM: the probes say 503, liveness and every route still
+    answer (the requests a load balancer sends before it notices are served)."""
+    async with serving(make_settings()) as client:
+        client.app.state.runtime.draining = True
+        assert (await client.get("/readyz")).status_code == 503
+        assert (await client.head("/readyz")).status_code == 503
+        assert (await client.get("/v2/health/ready")).status_code == 503
+        assert (await client.get("/healthz")).status_code == 200
+        image = EXAMPLES[0].read_bytes()
+        classify = await client.post("/classify", files={"file": ("a.png", image, "image/png")})
+        assert classify.status_code == 200, classify.text
+        pixels = {"name": "images", "shape": [1, 28, 28], "datatype": "FP32", "data": [0.0] * 784}
+        infer = await client.post("/v2/models/mynet/infer", json={"inputs": [pixels]})
+        assert infer.status_code == 200, infer.text
+
+
+def test_sigterm_under_load_one_process(tmp_path):
+    with fmnist_serve(tmp_path, workers=1, **drain_env(DELAY_S)) as server:
+        run = asyncio.run(sigterm_under_load(server, DELAY_S))
+        check_drain(run, server)
+        assert run.readiness[0] == "503", run.readiness  # the signal is handled in this process
+
+
+def test_sigterm_under_load_two_workers(tmp_path):
+    with fmnist_serve(tmp_path, workers=2, **drain_env(DELAY_S)) as server:
+        assert len(workers(server.process.pid)) == 2
+        run = asyncio.run(sigterm_under_load(server, DELAY_S))
+        check_drain(run, server)
+        assert run.returncode == 0
+
+
+def test_sigterm_under_load_without_delay_two_workers(tmp_path):
+    """The default: the listener closes at once (the supervisor's copy too), and still every
+    request already received is answered."""
+    with fmnist_serve(tmp_path, workers=2, **drain_env(0)) as server:
+        run = asyncio.run(sigterm_under_load(server, 0))
+        check_drain(run, server)
+
+
+def test_a_worker_killed_with_sigkill_is_replaced(tmp_path):
+    with fmnist_serve(tmp_path, workers=2) as server:
+        first, second = sorted(workers(server.process.pid))
+        os.kill(first, signal.SIGKILL)
+        # The other worker answers meanwhile, on new connections.
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for _ in range(20):
+                response = client.get("/readyz", headers={"Connection": "close"})
+                assert response.status_code == 200
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while len(replacement := workers(server.process.pid) - {first, second}) != 1:
+            assert server.process.poll() is None, f"the supervisor exited\n{server.output()}"
+            assert time.monotonic() < deadline, f"no new worker\n{server.output()}"
+            time.sleep(0.1)
+        while server.output().count("Application startup complete") < 3:
+            assert server.process.poll() is None, f"the supervisor exited\n{server.output()}"
+            assert time.monotonic() < deadline, f"the new worker did not start\n{server.output()}"
+            time.sleep(0.1)
+        # With the other original worker gone too, the replacement alone answers.
+        os.kill(second, signal.SIGKILL)
+        while gone(second) is False:
+            time.sleep(0.01)
+        body, content_type = multipart(4)
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for _ in range(10):
+                response = client.post(
+                    "/classify",
+                    content=body,
+                    headers={"Content-Type": content_type, "Connection": "close"},
+                )
+                assert response.status_code == 200, response.text
+        assert replacement <= workers(server.process.pid)
