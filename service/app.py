@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from service.dependencies import require_api_key
 from service.drain import Drain
 from service.errors import install_error_handlers
+from service.lifetime import RequestLifetime
 from service.logs import logging_config
 from service.metrics import Metrics
 from service.middleware import BodySizeLimit, RequestMetrics, ResponseHeaders
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=CORS_EXPOSED_HEADERS,
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestLifetime, deadline_s=settings.request_deadline_s or None)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(ResponseHeaders, instance_id=settings.instance_id)
     return app

@@ -114,6 +114,15 @@ class Overloaded(ServiceError):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
+class DeadlineExceeded(ServiceError):
+    """The request's work outlived the service's deadline (FMNIST_REQUEST_DEADLINE_S)."""
+
+    status, code = 504, "deadline_exceeded"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 

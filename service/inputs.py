@@ -2,11 +2,12 @@
 
 Accepted: `multipart/form-data` file fields; a raw body with an `image/*` (or octet-stream)
 content type; `application/json` with base64 image files or pixel arrays. Parsing JSON and
-decoding images run in a worker thread, so the event loop never stalls on a big request, with
-one exception: uploads whose headers declare at most `INLINE_DECODE_PIXELS` pixels in all (one
-28x28 image, or a few) are decoded on the loop, which takes less time than the hand-off to a
-thread would. The body-size limit is enforced while the body streams in, by
-`service.middleware.BodySizeLimit`.
+decoding images run in the decoder's threads (`service.decoding`), never on the event loop.
+
+Limits, each refused with 413 before the work it would cost: the body size (enforced while it
+streams in, by `service.middleware.BodySizeLimit`); images per request; pixels per image and per
+request, from the image headers, before any pixel is decoded; and the values a JSON body may
+hold, counted before it is parsed.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from typing import Literal, NoReturn
 
 import numpy as np
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
+from PIL import Image
 
 from service import imaging, multipart
+from service.decoding import Decoder
 from service.errors import (
+    ImageTooLarge,
     InvalidImage,
     InvalidJSON,
     NoImages,
@@ -32,7 +35,9 @@ from service.imaging import InvertMode
 from service.jsonbody import json_object
 from service.settings import Settings
 
-INLINE_DECODE_PIXELS = 64 * 64
+# A JSON body's separators per image it may carry: a 28x28 pixel array has 28 * 27 + 27 commas,
+# and a few more separate the keys. Counting them is cheap; parsing 10 MiB of numbers is not.
+JSON_COMMAS_PER_IMAGE = 28 * 28 + 16
 
 HOW_TO_SEND = (
     "send multipart `file` fields, a raw image body with an image/* content type, "
@@ -53,14 +58,16 @@ class _Item:
     value: object
 
 
-async def read_images(request: Request, invert: InvertMode, settings: Settings) -> np.ndarray:
+async def read_images(
+    request: Request, invert: InvertMode, settings: Settings, decoder: Decoder
+) -> np.ndarray:
     """All images of the request (1 to max_images_per_request of them), as N x 28 x 28."""
     media = _media_type(request)
     if media == "multipart/form-data":
         items = await _multipart_items(request, settings, names=None)
     elif media == "application/json":
         body = await request.body()
-        return await run_in_threadpool(_decode_json, body, invert, settings, None)
+        return await decoder.run(_decode_json, body, invert, settings, None)
     elif media.startswith("image/") or media == "application/octet-stream":
         body = await request.body()
         if not body:
@@ -68,18 +75,20 @@ async def read_images(request: Request, invert: InvertMode, settings: Settings) 
         items = [_Item("image", "file", body)]
     else:
         await _reject_media_type(request, media, HOW_TO_SEND)
-    return await _decode_files(items, invert, settings)
+    return await decoder.run(_decode_items, items, invert, settings)
 
 
-async def read_pair(request: Request, invert: InvertMode, settings: Settings) -> np.ndarray:
+async def read_pair(
+    request: Request, invert: InvertMode, settings: Settings, decoder: Decoder
+) -> np.ndarray:
     """The `start` and `end` images of the request, as 2 x 28 x 28."""
     media = _media_type(request)
     if media == "multipart/form-data":
         items = await _multipart_items(request, settings, names=("start", "end"))
-        return await _decode_files(items, invert, settings)
+        return await decoder.run(_decode_items, items, invert, settings)
     if media == "application/json":
         body = await request.body()
-        return await run_in_threadpool(_decode_json, body, invert, settings, ("start", "end"))
+        return await decoder.run(_decode_json, body, invert, settings, ("start", "end"))
     await _reject_media_type(request, media, HOW_TO_SEND_PAIR)
 
 
@@ -94,7 +103,7 @@ async def _reject_media_type(request: Request, media: str, how: str) -> NoReturn
 
 
 async def decode_image_files(
-    files: list[bytes], invert: InvertMode, settings: Settings
+    files: list[bytes], invert: InvertMode, settings: Settings, decoder: Decoder
 ) -> np.ndarray:
     """Encoded image files (as other protocols carry them) -> N x 28 x 28, with the limits and
     the decoding of uploads."""
@@ -102,7 +111,7 @@ async def decode_image_files(
         raise NoImages(f"no images; {HOW_TO_SEND}")
     _check_count(len(files), settings)
     items = [_Item(f"image {i + 1}", "file", data) for i, data in enumerate(files)]
-    return await _decode_files(items, invert, settings)
+    return await decoder.run(_decode_items, items, invert, settings)
 
 
 async def _multipart_items(
@@ -129,34 +138,31 @@ async def _multipart_items(
     return [_Item(what, "file", bytes(part.data)) for what, part in labelled]
 
 
-async def _decode_files(items: list[_Item], invert: InvertMode, settings: Settings) -> np.ndarray:
-    """Uploaded image files -> N x 28 x 28: on the loop when small (see the module docstring)."""
-    data = [item.value for item in items]
-    assert all(isinstance(value, bytes) for value in data)
-    # Headers only, and only until the request is known to be too big to decode here, so a
-    # request of many images does not read all its headers on the loop.
-    opened = []
+def _decode_items(items: list[_Item], invert: InvertMode, settings: Settings) -> np.ndarray:
+    """In a decoder thread: every image's header first, so that the request's pixel budget is
+    checked before any pixel is decoded; then the pixels."""
+    opened: list[Image.Image | np.ndarray] = []
     pixels = 0
-    for item, value in zip(items, data, strict=True):
-        opened.append(imaging.open_image(value, settings.max_image_pixels, item.what))
-        pixels += opened[-1].width * opened[-1].height
-        if pixels > INLINE_DECODE_PIXELS:
-            break
-
-    def decode() -> np.ndarray:
-        arrays = [
-            imaging.to_model_input(image, invert, item.what)
-            for image, item in zip(opened, items, strict=False)
+    for item in items:
+        if item.kind == "pixels":
+            opened.append(imaging.from_pixels(item.value, invert, item.what))
+            continue
+        data = item.value if item.kind == "file" else _base64(item)
+        assert isinstance(data, bytes)
+        image = imaging.open_image(data, settings.max_image_pixels, item.what)
+        pixels += image.width * image.height
+        if pixels > settings.max_request_pixels:
+            raise ImageTooLarge(
+                f"the images of this request have more than {settings.max_request_pixels} "
+                "pixels in all; send fewer or smaller images per request"
+            )
+        opened.append(image)
+    return np.stack(
+        [
+            value if isinstance(value, np.ndarray) else imaging.to_model_input(value, invert, what)
+            for value, what in zip(opened, (item.what for item in items), strict=True)
         ]
-        arrays += [
-            imaging.decode(value, invert, settings.max_image_pixels, item.what)
-            for item, value in zip(items[len(opened) :], data[len(opened) :], strict=True)
-        ]
-        return np.stack(arrays)
-
-    if pixels <= INLINE_DECODE_PIXELS:
-        return decode()
-    return await run_in_threadpool(decode)
+    )
 
 
 def _decode_json(
@@ -164,9 +170,15 @@ def _decode_json(
 ) -> np.ndarray:
     if not body:
         raise NoImages(f"empty body; {HOW_TO_SEND}")
+    most = settings.max_images_per_request * JSON_COMMAS_PER_IMAGE
+    if body.count(b",") > most:
+        raise TooManyImages(
+            f"the JSON body holds more values than {settings.max_images_per_request} 28x28 "
+            "pixel arrays, the most a request may carry; send fewer images per request"
+        )
     document = json_object(body, "body")
     items = _named_json_items(document, names) if names else _listed_json_items(document, settings)
-    return _decode_json_items(items, invert, settings)
+    return _decode_items(items, invert, settings)
 
 
 def _listed_json_items(document: dict, settings: Settings) -> list[_Item]:
@@ -213,17 +225,6 @@ def _check_count(count: int, settings: Settings) -> None:
         raise TooManyImages(
             f"{count} images in one request; the limit is {settings.max_images_per_request}"
         )
-
-
-def _decode_json_items(items: list[_Item], invert: InvertMode, settings: Settings) -> np.ndarray:
-    return np.stack(
-        [
-            imaging.from_pixels(item.value, invert, item.what)
-            if item.kind == "pixels"
-            else imaging.decode(_base64(item), invert, settings.max_image_pixels, item.what)
-            for item in items
-        ]
-    )
 
 
 def _base64(item: _Item) -> bytes:

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 import ml
 from service.backends import Backend, Engine, choose_backend, load_engine
 from service.batching import Batcher
+from service.decoding import Decoder
 from service.errors import InvalidParameter, ModelLoadFailed, NotFound, NotReady, UnknownModel
 from service.metrics import Metrics
 from service.settings import Settings
@@ -90,6 +91,7 @@ class Runtime:
         self.metrics = metrics
         self.models: dict[str, LoadedModel] = {}
         self.backend: Backend | None = None
+        self.decoder = Decoder(settings.decoder_threads)
         self._executors: list[ThreadPoolExecutor] = []
         self._ready = False
         self.draining = False  # set on SIGTERM: readiness fails while requests are still served
@@ -181,6 +183,7 @@ class Runtime:
         await self.stop_batchers()
         for executor in self._executors:
             executor.shutdown(wait=True)
+        self.decoder.close()
 
     def get(self, name: str, route: str, kind: str | None = None) -> LoadedModel:
         """The loaded model `name`, which must be of `kind` (when given) to serve `route`."""

@@ -77,6 +77,24 @@ class Settings(BaseSettings):
         4096 * 4096, ge=1, description="largest image (width x height) that will be decoded"
     )
     max_images_per_request: int = Field(256, ge=1, description="most images in one request")
+    max_request_pixels: int = Field(
+        4096 * 4096,
+        ge=1,
+        description="most pixels (width x height, summed over its images) a request may ask to "
+        "decode; with the decode threads, this bounds the memory decoding takes",
+    )
+    decode_threads: int = Field(
+        0,
+        ge=0,
+        description="threads per worker that parse bodies and decode images (at most that many "
+        "decodes at once); 0 is the engine's thread count",
+    )
+    request_deadline_s: float = Field(
+        30.0,
+        ge=0,
+        description="a request not answered within this many seconds is dropped and answered "
+        "504 with Retry-After; 0 is no deadline",
+    )
     api_key: SecretStr | None = Field(None, description="when set, required on every model route")
     log_format: Literal["text", "json"] = "text"
     access_log: bool = Field(
@@ -115,6 +133,10 @@ class Settings(BaseSettings):
     @property
     def engine_threads(self) -> int:
         return self.threads or max(1, usable_cores() // self.worker_processes)
+
+    @property
+    def decoder_threads(self) -> int:
+        return self.decode_threads or self.engine_threads
 
     @field_validator("models", "cors_origins", "cors_methods", "cors_headers", mode="before")
     @classmethod

@@ -38,14 +38,14 @@ router = APIRouter(tags=["classify"])
 async def classify(
     request: Request,
     runtime: RuntimeDep,
-    model: Annotated[str, model_query("mynet", "mynet or lenet")] = "mynet",
+    model: Annotated[str, model_query("mynet", "classifier")] = "mynet",
     top_k: Annotated[int, Query(ge=1, le=len(CLASS_NAMES))] = 3,
     invert: InvertQuery = "auto",
     output_format: FormatQuery = None,
 ) -> ClassifyResponse | Response:
     loaded = runtime.get(model, "/classify", kind="classifier")
     png = wants_png(request, output_format)
-    images = await read_images(request, invert, runtime.settings)
+    images = await read_images(request, invert, runtime.settings, runtime.decoder)
     if png and len(images) > plots.MAX_CHART_ROWS:
         raise InvalidParameter(
             f"a PNG chart shows at most {plots.MAX_CHART_ROWS} images; ask for JSON instead"

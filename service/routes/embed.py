@@ -54,7 +54,7 @@ async def embed(
         raise InvalidParameter(
             f"layer {layer!r} does not exist in {model}; choose {' or '.join(loaded.layers)}"
         )
-    images = await read_images(request, invert, runtime.settings)
+    images = await read_images(request, invert, runtime.settings, runtime.decoder)
     (vectors,) = await loaded.run(f"embed:{layer}", images)
     pca_map = loaded.card["embedding_maps"][layer]
     coordinates = project(vectors, pca_map)

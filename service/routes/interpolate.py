@@ -47,7 +47,7 @@ async def interpolate(
     output_format: FormatQuery = None,
 ) -> InterpolateResponse | Response:
     loaded = runtime.get(MODEL, "/interpolate", kind="autoencoder")
-    pair = await read_pair(request, invert, runtime.settings)
+    pair = await read_pair(request, invert, runtime.settings, runtime.decoder)
     (means,) = await loaded.run("embed:latent", pair)
     latents = latent.interpolate(means[0], means[1], steps, method)
     (frames,) = await loaded.run("decode", latents)

@@ -44,7 +44,7 @@ async def reconstruct(
     output_format: FormatQuery = None,
 ) -> ReconstructResponse | Response:
     loaded = runtime.get(MODEL, "/reconstruct", kind="autoencoder")
-    images = await read_images(request, invert, runtime.settings)
+    images = await read_images(request, invert, runtime.settings, runtime.decoder)
     as_png = wants_png(request, output_format)
     if as_png:  # a picture too large is refused before the model runs, not after
         plots.check_comparison_grid_size(len(images), scale)

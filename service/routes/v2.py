@@ -23,7 +23,7 @@ from service.v2.tensors import HEADER_LENGTH, encode_response, parse_request
 
 SERVER_NAME = "fmnist-service"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
-THREAD_OVER_BYTES = 64 * 1024  # bodies this big are parsed and built off the event loop
+THREAD_OVER_BYTES = 64 * 1024  # responses this big are built off the event loop
 
 public = APIRouter(tags=["v2"], route_class=V2Route)
 router = APIRouter(tags=["v2"], route_class=V2Route)
@@ -76,11 +76,8 @@ async def infer(
     view = _find(runtime, name, version)
     body = await request.body()
     header_length = request.headers.get(HEADER_LENGTH)
-    if len(body) > THREAD_OVER_BYTES:
-        parsed = await run_in_threadpool(parse_request, body, header_length)
-    else:
-        parsed = parse_request(body, header_length)
-    outputs = await inference.infer(view, parsed, runtime.settings)
+    parsed = await runtime.decoder.run(parse_request, body, header_length)
+    outputs = await inference.infer(view, parsed, runtime.settings, runtime.decoder)
     document: dict[str, Any] = {"model_name": view.name, "model_version": view.version}
     if parsed.id is not None:
         document["id"] = parsed.id

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 import ml
+from service.decoding import Decoder
 from service.errors import TooManyImages
 from service.imaging import InvertMode
 from service.inputs import decode_image_files
@@ -52,7 +53,9 @@ async def metadata(view: View) -> dict[str, Any]:
     }
 
 
-async def infer(view: View, request: InferRequest, settings: Settings) -> list[Output]:
+async def infer(
+    view: View, request: InferRequest, settings: Settings, decoder: Decoder
+) -> list[Output]:
     """The outputs `request` asks for (every output when it names none), in its order."""
     names = tuple(request.outputs) or view.output_names
     unknown = [name for name in names if name not in view.output_names]
@@ -61,7 +64,7 @@ async def infer(view: View, request: InferRequest, settings: Settings) -> list[O
             f"model {view.name!r} has no output {unknown[0]!r}; "
             f"its outputs: {', '.join(view.output_names)}"
         )
-    batch = await _read_batch(view, request, settings)
+    batch = await _read_batch(view, request, settings, decoder)
     op = view.operation_for(names)
     values = dict(zip(view.operations[op], await view.loaded.run(op, batch), strict=True))
     binary = request.binary_by_default
@@ -85,7 +88,9 @@ def _value(name: str, values: dict[str, np.ndarray]) -> np.ndarray:
     return value
 
 
-async def _read_batch(view: View, request: InferRequest, settings: Settings) -> np.ndarray:
+async def _read_batch(
+    view: View, request: InferRequest, settings: Settings, decoder: Decoder
+) -> np.ndarray:
     """The one input tensor of the request, checked and laid out as the operations take it."""
     accepted = {spec.name: spec for spec in view.inputs()}
     if len(request.inputs) != 1 or request.inputs[0].name not in accepted:
@@ -99,7 +104,7 @@ async def _read_batch(view: View, request: InferRequest, settings: Settings) -> 
     if tensor.datatype != spec.datatype:
         raise InvalidTensor(f"input {tensor.name!r} must be {spec.datatype}, not {tensor.datatype}")
     if tensor.name == "image_files":
-        return await decode_image_files(_files(tensor), _invert(request), settings)
+        return await decode_image_files(_files(tensor), _invert(request), settings, decoder)
     count = tensor.shape[0] if tensor.shape else 0
     if count > settings.max_images_per_request:
         raise TooManyImages(

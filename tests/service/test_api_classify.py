@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
 
-import service.inputs
+import service.imaging
 from ml import CLASS_NAMES
 from tests.service.support import (
     CHECKPOINT_DIR,
@@ -106,27 +107,26 @@ async def test_accuracy_on_real_test_images_matches_the_card(client, test_split,
     assert accuracy == pytest.approx(card["metrics"]["test"]["accuracy"], abs=0.0005)
 
 
-@pytest.mark.parametrize(
-    ("count", "side", "threaded"),
-    [(1, 28, False), (4, 28, False), (8, 28, True), (1, 200, True)],
-)
-async def test_small_uploads_decode_on_the_loop_larger_ones_in_a_thread(
-    client, monkeypatch, count, side, threaded
-):
-    """At most 64x64 pixels in all are decoded inline; more goes to a worker thread. Either way
-    the answer is the same."""
-    handed_off = []
-    real = service.inputs.run_in_threadpool
+@pytest.mark.parametrize("style", ["multipart", "base64", "raw"])
+async def test_the_event_loop_never_opens_or_decodes_an_image(client, monkeypatch, style):
+    """Hardening, item 1: uploads declaring few pixels were opened and decoded on the event
+    loop, so a small but costly file stalled every other request."""
+    threads = []
+    for name in ("open_image", "to_model_input"):
+        real = getattr(service.imaging, name)
 
-    async def spy(fn, *args):
-        handed_off.append(fn)
-        return await real(fn, *args)
+        def spy(*args, real=real, **kwargs):
+            threads.append(threading.current_thread().name)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(service.inputs, "run_in_threadpool", spy)
-    image = np.zeros((side, side), np.uint8)
-    image[side // 4 : 3 * side // 4, side // 3 : 2 * side // 3] = 220
-    files = [("file", (f"{i}.png", png(image), "image/png")) for i in range(count)]
-    response = await client.post("/classify?model=lenet", files=files)
+        monkeypatch.setattr(service.imaging, name, spy)
+    image = np.zeros((28, 28), np.uint8)
+    image[7:21, 9:19] = 220
+    count = 1 if style == "raw" else 3
+    response = await client.post(
+        "/classify?model=lenet", **image_request(np.stack([image] * count), style)
+    )
     assert response.status_code == 200, response.text
     assert len(response.json()["predictions"]) == count
-    assert bool(handed_off) == threaded
+    assert len(threads) == 2 * count
+    assert all(name.startswith("decode") for name in threads), threads

@@ -1,0 +1,65 @@
+"""Where request bodies are parsed and images decoded: in a few threads, never on the event
+loop, so a costly upload cannot stall the other requests (or the health probes).
+
+The calls made during one turn of the event loop go to the threads in one hand-off. Under load
+many requests' bodies complete in the same turn, and a hand-off to a thread costs about as much
+as decoding a small image, so one per request would cost the service a quarter of its
+throughput. At most `threads` decodes run at once, which with the per-request pixel budget
+(`FMNIST_MAX_REQUEST_PIXELS`) bounds the memory that decoding can take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+_Call = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
+
+
+class Decoder:
+    def __init__(self, threads: int) -> None:
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="decode")
+        self._pending: list[_Call] = []
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a decoding thread; its exception, if any, is raised here."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._hand_off, loop)
+        self._pending.append((fn, args, future))
+        return await future
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _hand_off(self, loop: asyncio.AbstractEventLoop) -> None:
+        calls, self._pending = self._pending, []
+        self._executor.submit(_run_all, loop, calls)
+
+
+def _run_all(loop: asyncio.AbstractEventLoop, calls: list[_Call]) -> None:
+    """In a decoding thread: every call of one hand-off, then one wake-up of the loop."""
+    outcomes = []
+    for fn, args, future in calls:
+        if future.cancelled():  # the request was dropped meanwhile (client gone, deadline)
+            continue
+        try:
+            outcomes.append((future, fn(*args), None))
+        except Exception as exc:  # handed to the caller, who maps it to a response
+            outcomes.append((future, None, exc))
+    if not loop.is_closed():  # else the server has stopped and nobody waits for these
+        loop.call_soon_threadsafe(_settle, outcomes)
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, Exception | None]]) -> None:
+    for future, result, exc in outcomes:
+        if future.done():
+            continue
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
