@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from service.admission import ConcurrencyLimit
 from service.dependencies import require_api_key
 from service.drain import Drain
 from service.errors import install_error_handlers
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestLifetime, deadline_s=settings.request_deadline_s or None)
+    if settings.max_in_flight:
+        app.add_middleware(ConcurrencyLimit, max_in_flight=settings.max_in_flight)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(ResponseHeaders, instance_id=settings.instance_id)
     return app

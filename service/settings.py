@@ -89,6 +89,12 @@ class Settings(BaseSettings):
         description="threads per worker that parse bodies and decode images (at most that many "
         "decodes at once); 0 is the engine's thread count",
     )
+    max_in_flight: int = Field(
+        64,
+        ge=0,
+        description="POST requests one worker serves at once; more are answered 503 with "
+        "Retry-After before their body is read; 0 is no limit",
+    )
     request_deadline_s: float = Field(
         30.0,
         ge=0,

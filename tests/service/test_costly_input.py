@@ -240,3 +240,23 @@ async def test_the_work_of_a_client_that_disconnected_is_dropped_before_inferenc
         assert messages[0]["status"] == 499  # never sent on a closed connection; counted
         metrics = (await client.get("/metrics")).text
         assert 'status="499"' in metrics
+
+
+async def test_past_its_in_flight_limit_a_worker_refuses_at_once_but_still_answers_probes():
+    settings = make_settings(models=["lenet"], max_in_flight=2, max_batch_size=1)
+    async with serving(settings) as client:
+        _, release, seen = await held_model(client)
+        pixels = {"pixels": np.zeros((1, 28, 28), int).tolist()}
+        admitted = [
+            asyncio.create_task(client.post("/classify?model=lenet", json=pixels)) for _ in range(2)
+        ]
+        while not seen:
+            await asyncio.sleep(0.005)
+        refused = await client.post("/classify?model=lenet", json=pixels)
+        error = assert_error(refused, 503, "overloaded")
+        assert refused.headers["retry-after"] == "1" and "limit" in error["message"]
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200
+        release.set()
+        assert [(await task).status_code for task in admitted] == [200, 200]
+        assert (await client.post("/classify?model=lenet", json=pixels)).status_code == 200
