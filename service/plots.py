@@ -1,10 +1,13 @@
-"""PNG renders of results: charts with matplotlib (object API, no pyplot state, so renders can
-run in parallel threads) and image grids with plain numpy."""
+"""PNG renders of results: charts with matplotlib (object API, no pyplot state), drawn one at a
+time on this process's chart thread (`render`), and image grids with plain numpy."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +28,19 @@ MAX_CHART_ROWS = 32  # a classification chart of more images would not be readab
 # 104 megapixels.
 MAX_GRID_PIXELS = 4096 * 4096
 COMPARISON_COLUMNS = 16
+# matplotlib keeps state per thread (for each font, an object holding the open .ttf file) and
+# draws holding the GIL. Drawn in the server's thread pool, concurrent charts spread over up to
+# 40 threads: each ran slower than the last (under load past the request deadline, and a chart
+# whose request was dropped still ran to the end), and each new thread that drew added open
+# files and memory. One thread per process keeps both fixed, and a chart whose request was
+# dropped before its turn is never drawn.
+_CHART_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chart")
+
+
+async def render(chart: Callable[..., bytes], *args: Any) -> bytes:
+    """`chart(*args)` (`classification_chart`, `embedding_map`) drawn on the chart thread."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_CHART_THREAD, functools.partial(chart, *args))
 
 
 def _new_figure(**options: Any) -> Figure:

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from ml import CLASS_NAMES
 from service import plots
@@ -52,9 +51,7 @@ async def classify(
         )
     (probabilities,) = await loaded.run("classify", images)
     if png:
-        chart = await run_in_threadpool(
-            plots.classification_chart, images, probabilities, CLASS_NAMES
-        )
+        chart = await plots.render(plots.classification_chart, images, probabilities, CLASS_NAMES)
         return png_response(chart)
     return ClassifyResponse(
         model=model,

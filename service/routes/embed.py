@@ -6,7 +6,6 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from ml import CLASS_NAMES
 from ml.pca_map import project
@@ -60,9 +59,7 @@ async def embed(
     coordinates = project(vectors, pca_map)
     if wants_png(request, output_format):
         title = f"{model} {layer}: training-set PCA map"
-        chart = await run_in_threadpool(
-            plots.embedding_map, pca_map, coordinates, CLASS_NAMES, title
-        )
+        chart = await plots.render(plots.embedding_map, pca_map, coordinates, CLASS_NAMES, title)
         return png_response(chart)
     return EmbedResponse(
         model=model,
