@@ -49,6 +49,7 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 from PIL import Image
+from processes import cpu_seconds, process_tree, rss_mb  # beside this file
 from pydantic import BaseModel
 
 import ml
@@ -185,47 +186,6 @@ def serve_litserve(model_name: str, checkpoint_dir: str, port: int) -> None:
     api = LitServeClassifier(model_name, checkpoint_dir)
     server = litserve.LitServer(api, accelerator="cpu", devices=1, workers_per_device=1)
     server.run(port=port, log_level="warning", generate_client_file=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# Processes: their CPU time and memory, from /proc.
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and all its descendants that are alive."""
-    pids, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        pids.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            with contextlib.suppress(OSError):  # the thread or process has ended
-                pending += [int(c) for c in (task / "children").read_text().split()]
-    return pids
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """CPU time of every thread of `pids` so far, from the scheduler's nanosecond counters (the
-    tick-based utime/stime of /proc/PID/stat are too coarse, and wrong in some VMs)."""
-    total = 0
-    for pid in pids:
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            with contextlib.suppress(OSError):  # the thread has ended
-                total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
-
-
-def rss_mb(pids: list[int]) -> list[float]:
-    """Resident memory of each process that runs Python code of the server, in MB."""
-    sizes = []
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                sizes.append(int(line.split()[1]) / 1024)
-    return sizes
 
 
 # ---------------------------------------------------------------------------------------------

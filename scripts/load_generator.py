@@ -1,5 +1,6 @@
 """HTTP load for scripts/bench_serve.py: `total` POSTs of one body over `concurrency` keep-alive
-connections, printed as one JSON line of counts, seconds and latency percentiles.
+connections, printed as one JSON line of counts, seconds and latency percentiles. Its HTTP
+client (`encode_request`, `exchange`) also drives scripts/soak.py.
 
     python scripts/load_generator.py URL BODY_FILE CONTENT_TYPE CONCURRENCY TOTAL
 
@@ -20,15 +21,40 @@ from urllib.parse import urlsplit
 import numpy as np
 
 
+def encode_request(
+    method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> bytes:
+    """One HTTP/1.1 request to `url` (keep-alive), as the bytes sent."""
+    target = urlsplit(url)
+    path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {target.hostname}:{target.port}"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if body or method in ("POST", "PUT"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes]:
+    """Send `request` on an open keep-alive connection; the answer's status and body
+    (Content-Length bodies, which is what the servers measured send)."""
+    writer.write(request)
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionResetError("the server closed the connection")
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return int(status_line.split(b" ", 2)[1]), await reader.readexactly(length)
+
+
 async def drive(url: str, body: bytes, content_type: str, concurrency: int, total: int) -> dict:
     """`total` POSTs of `body` to `url` over `concurrency` keep-alive connections."""
     target = urlsplit(url)
-    path = target.path + (f"?{target.query}" if target.query else "")
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {target.hostname}:{target.port}\r\n"
-        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    request = head.encode() + body
+    request = encode_request("POST", url, body, {"Content-Type": content_type})
     latencies: list[float] = []
     errors = 0
     remaining = total
@@ -39,16 +65,9 @@ async def drive(url: str, body: bytes, content_type: str, concurrency: int, tota
         while remaining > 0:
             remaining -= 1
             started = time.perf_counter()
-            writer.write(request)
-            status = (await reader.readline()).split(b" ", 2)[1]
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
+            status, _ = await exchange(reader, writer, request)
             latencies.append(time.perf_counter() - started)
-            errors += status != b"200"
+            errors += status != 200
         writer.close()
 
     started = time.perf_counter()
