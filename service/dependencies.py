@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+import ml
 from service.errors import NotAcceptable, Unauthorized, error_responses
 from service.imaging import InvertMode
 from service.runtime import Runtime
@@ -104,9 +105,16 @@ def image_route_responses(png_description: str) -> dict[int | str, dict[str, Any
     """OpenAPI responses of a route that takes images: JSON or PNG, and every error it can give."""
     return {
         200: {"description": f"JSON as below, or PNG: {png_description}", **PNG_RESPONSE},
-        **error_responses(400, 401, 406, 413, 415, 422, 503),
+        **error_responses(400, 401, 406, 413, 415, 422, 503, 504),
     }
 
 
-def model_query(default: str, choices: str) -> Any:
-    return Query(description=f"which loaded model: {choices}", examples=[default])
+def model_query(default: str, kind: str | None = None) -> Any:
+    """The `model` parameter: the registered models (of `kind`, when given) are its documented
+    values; one that is not loaded is answered 422 (unknown_model) by the route."""
+    names = [name for name, spec in ml.MODELS.items() if kind in (None, spec.kind)]
+    return Query(
+        description=f"which loaded model: {' or '.join(names)}",
+        examples=[default],
+        json_schema_extra={"enum": names},
+    )

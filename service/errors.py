@@ -19,6 +19,7 @@ from service.logs import REQUEST_ID
 from service.schemas import ErrorResponse
 
 log = logging.getLogger(__name__)
+V2_PREFIX = "/v2"  # the Open Inference Protocol's routes, which answer errors in its own shape
 
 
 class ServiceError(Exception):
@@ -127,7 +128,17 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
 
-def error_response(error: ServiceError) -> JSONResponse:
+def is_v2_path(path: str) -> bool:
+    return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
+
+
+def error_response(error: ServiceError, path: str = "") -> JSONResponse:
+    """The answer to `error`: the service's error body; for a request `path` under /v2 the
+    protocol's `{"error": "<message>"}`, a parameter error there being a 400 as its clients
+    expect (what `service.v2.errors.V2Route` answers inside the v2 routes)."""
+    if is_v2_path(path):
+        status = 400 if error.status == 422 else error.status
+        return JSONResponse({"error": error.message}, status, error.headers)
     return JSONResponse(error_body(error.code, error.message), error.status, error.headers)
 
 
@@ -144,7 +155,7 @@ def validation_message(exc: RequestValidationError) -> str:
 
 
 async def _on_service_error(request: Request, exc: Exception) -> JSONResponse:
-    return error_response(cast(ServiceError, exc))
+    return error_response(cast(ServiceError, exc), request.url.path)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -152,14 +163,20 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
-    """Starlette's own 404 / 405 (no such route, wrong method), in our shape."""
+    """Starlette's own 404 / 405 (no such route, wrong method), in our shape; under /v2 in the
+    protocol's (most such requests reach the v2 routes' own fallback; these are the ones it
+    cannot match, e.g. a path with a line break, or `PUT /v2`)."""
     exc = cast(StarletteHTTPException, exc)
+    path = request.url.path
     if exc.status_code == 404:
-        return error_response(NotFound(f"no route {request.url.path}; see /docs"))
-    if exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}"
-        return error_response(MethodNotAllowed(message, headers=dict(exc.headers or {})))
-    return JSONResponse(error_body("http_error", str(exc.detail)), exc.status_code, exc.headers)
+        error: ServiceError = NotFound(f"no route {path}; see /docs")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(
+            f"{request.method} is not allowed on {path}", headers=dict(exc.headers or {})
+        )
+    else:
+        return JSONResponse(error_body("http_error", str(exc.detail)), exc.status_code, exc.headers)
+    return error_response(error, path)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -214,6 +231,11 @@ _EXAMPLES: dict[int, tuple[str, type[ServiceError], str]] = {
         "query.top_k: Input should be less than or equal to 10",
     ),
     503: ("Not ready or overloaded", Overloaded, "queue for mynet/classify is full; retry later"),
+    504: (
+        "Not answered within the deadline",
+        DeadlineExceeded,
+        "no answer within the 30 s deadline",
+    ),
 }
 
 

@@ -17,11 +17,15 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from service.errors import InvalidImage, TooManyImages
 
+# A part without a filename is still a file when its Content-Type says so: RFC 7578 makes the
+# filename optional, and some clients leave it out.
+FILE_MEDIA_TYPES = (b"image/", b"application/octet-stream")
+
 
 @dataclass
 class Part:
     name: str
-    is_file: bool  # the part's Content-Disposition has a filename
+    is_file: bool  # a filename in its Content-Disposition, or an image / octet-stream type
     data: bytearray = field(default_factory=bytearray)
 
 
@@ -35,9 +39,11 @@ class _Collector:
         self._header_name = bytearray()
         self._header_value = bytearray()
         self._disposition = b""
+        self._content_type = b""
 
     def on_part_begin(self) -> None:
         self._disposition = b""
+        self._content_type = b""
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_name += data[start:end]
@@ -46,8 +52,11 @@ class _Collector:
         self._header_value += data[start:end]
 
     def on_header_end(self) -> None:
-        if self._header_name.lower() == b"content-disposition":
+        name = self._header_name.lower()
+        if name == b"content-disposition":
             self._disposition = bytes(self._header_value)
+        elif name == b"content-type":
+            self._content_type = bytes(self._header_value).strip().lower()
         self._header_name.clear()
         self._header_value.clear()
 
@@ -55,7 +64,7 @@ class _Collector:
         _, options = parse_options_header(self._disposition)
         if b"name" not in options:
             raise InvalidImage('malformed multipart body: a part has no Content-Disposition "name"')
-        is_file = b"filename" in options
+        is_file = b"filename" in options or self._content_type.startswith(FILE_MEDIA_TYPES)
         self.files += is_file
         if self.files > self.max_files:
             raise TooManyImages(f"more than {self.max_files} images in one request")

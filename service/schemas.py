@@ -1,4 +1,9 @@
-"""Response models (what each endpoint returns as JSON) and the OpenAPI request-body schemas."""
+"""Response models (what each endpoint returns as JSON) and the OpenAPI request-body schemas.
+
+The client distribution ships this file too (client/fmnist_client/schemas.py links to it), so it
+imports nothing but pydantic; tests/service/test_fuzz.py checks its constants against the
+service's.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,30 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PNG_B64_EXAMPLE = "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAA..."
+IMAGE_SIZE = 28  # ml.IMAGE_SIZE
+MAX_IMAGES = 256  # the default of FMNIST_MAX_IMAGES_PER_REQUEST
+
+# Real images for the documented examples, so that each example request works as written: 28x28
+# grayscale PNGs of a pair of trousers and of a bag, light on dark as in Fashion-MNIST (the
+# models classify them as such). `TROUSER_PNG_B64` is `TROUSER_PIXELS` saved by Pillow
+# (`Image.fromarray(np.uint8(TROUSER_PIXELS)).save(buffer, "PNG", optimize=True)`); the bag, saved
+# the same way, is a block 20 wide and 15 high with a handle on top. Both are checked by
+# tests/service/test_fuzz.py: the pixels they decode to, and the class the service gives them.
+TROUSER_PIXELS = [
+    [
+        200 if 3 <= y < 25 and 8 <= x < 20 and not (y >= 10 and 13 <= x < 15) else 0
+        for x in range(IMAGE_SIZE)
+    ]
+    for y in range(IMAGE_SIZE)
+]
+TROUSER_PNG_B64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAJElEQVR42mNgoAlghDFOIAlaQGkmfDoHuaSFxVBy7QiV"
+    "pBEAAPAyAZy/SQN3AAAAAElFTkSuQmCC"
+)
+BAG_PNG_B64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAMElEQVR42mNgoD9ghLNOwFkWMAYTPp0sSGwLNBPw6yRf"
+    "khHNGhQH0MjOUUmKJGkEAGArAysEP90WAAAAAElFTkSuQmCC"
+)
 
 
 def _example(example: dict[str, Any]) -> ConfigDict:
@@ -73,7 +101,8 @@ class EmbedResponse(BaseModel):
             "layer": "penultimate",
             "dimension": 128,
             "explained_variance_ratio": [0.31, 0.18],
-            "embeddings": [{"vector": [0.0, 1.73, "..."], "coordinates": [4.2, -1.3]}],
+            # A vector has `dimension` numbers; three of them here.
+            "embeddings": [{"vector": [0.0, 1.73, 0.41], "coordinates": [4.2, -1.3]}],
         }
     )
     model: str
@@ -97,8 +126,8 @@ class ReconstructResponse(BaseModel):
             "model": "vae",
             "reconstructions": [
                 {
-                    "png": PNG_B64_EXAMPLE,
-                    "pixels": [[0, 0, "..."]],
+                    "png": TROUSER_PNG_B64,
+                    "pixels": TROUSER_PIXELS,
                     "bce": 231.4,
                     "kl": 14.9,
                     "mse": 0.012,
@@ -115,9 +144,10 @@ class InterpolateResponse(BaseModel):
         {
             "model": "vae",
             "method": "slerp",
-            "steps": 3,
-            "frames": [PNG_B64_EXAMPLE, PNG_B64_EXAMPLE, PNG_B64_EXAMPLE],
-            "latents": [[0.1, -0.5, "..."], [0.3, -0.1, "..."], [0.4, 0.2, "..."]],
+            "steps": 2,
+            "frames": [TROUSER_PNG_B64, BAG_PNG_B64],
+            # A latent vector has latent_dim numbers; three of them here.
+            "latents": [[0.1, -0.5, 1.2], [0.4, 0.2, -0.3]],
         }
     )
     model: str
@@ -128,28 +158,29 @@ class InterpolateResponse(BaseModel):
 
 
 class GenerateResponse(BaseModel):
-    model_config = _example({"model": "vae", "seed": 7, "images": [PNG_B64_EXAMPLE]})
+    model_config = _example({"model": "vae", "seed": 7, "images": [BAG_PNG_B64]})
     model: str
     seed: int = Field(description="the seed used; send it again for the same images")
     images: list[str] = Field(description="28x28 base64 PNGs")
 
 
 class ModelInfo(BaseModel):
+    # The autoencoder: every field has a value (the OpenAPI document leaves nulls out of examples).
     model_config = _example(
         {
-            "name": "mynet",
-            "kind": "classifier",
-            "description": "conv 32-64-64 (3x3, BatchNorm), 2 max-pools, fc 4096-128-10",
-            "parameters": 581610,
+            "name": "vae",
+            "kind": "autoencoder",
+            "description": "convolutional VAE, 3 conv + FC encoder, FC + 3 transposed-conv decoder",
+            "parameters": 822785,
             "backend": "onnxruntime",
             "device": "cpu",
-            "sha256": "f4348681926799db4799066d7780d2cce7717d661dedcf9061e020d3610b3d89",
-            "version": "f43486819267",
-            "trained_at": None,
-            "test_metrics": {"loss": 0.243, "accuracy": 0.9414},
-            "layers": ["penultimate", "logits"],
-            "class_names": ["T-shirt/top", "Trouser", "..."],
-            "latent_dim": None,
+            "sha256": "e34291f4b2f0acced19167e56ca75f068bd89c13316e262c2d6b99c5404f8d6c",
+            "version": "e34291f4b2f0",
+            "trained_at": "2026-11-28T09:41:07Z",
+            "test_metrics": {"loss": 237.34, "bce": 220.145, "kl": 17.196, "bce_floor": 189.858},
+            "layers": ["latent"],
+            "class_names": [],
+            "latent_dim": 32,
         }
     )
     name: str
@@ -190,42 +221,104 @@ class Readiness(BaseModel):
 
 
 # Request bodies are read by service.inputs (several content types on one route), so their
-# OpenAPI description is written out here rather than derived from a parameter.
+# OpenAPI description is written out here rather than derived from a parameter. It describes what
+# the service accepts as closely as JSON Schema can: what it cannot say (that a binary field must
+# hold a readable image, that the decoded images must fit the size limits) is in the descriptions
+# and answered by a 400 or 413.
+IMAGE_MEDIA_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/bmp",
+    "image/tiff",
+    "image/webp",
+    "image/x-portable-anymap",
+)
+_IMAGE_FILE_TEXT = (
+    "an image file: PNG, JPEG, GIF, BMP, TIFF, WebP or PNM (read by its content, whatever the "
+    "declared type), at most FMNIST_MAX_IMAGE_PIXELS pixels"
+)
 _BINARY = {"type": "string", "format": "binary"}
-_PIXELS = {
-    "type": "array",
-    "description": "28 rows of 28 ints 0-255 or floats 0-1",
-    "items": {"type": "array", "items": {"type": "number"}},
+_IMAGE_FILE = {**_BINARY, "contentMediaType": "image/*", "description": _IMAGE_FILE_TEXT}
+_BASE64_IMAGE = {
+    "type": "string",
+    "format": "byte",
+    "contentEncoding": "base64",
+    "contentMediaType": "image/*",
+    "description": f"{_IMAGE_FILE_TEXT}, base64-encoded (line breaks and a data: URL prefix "
+    "are allowed)",
 }
-_IMAGE_OR_PIXELS = {"oneOf": [{"type": "string", "description": "base64 image file"}, _PIXELS]}
-_RAW_IMAGE = {"schema": _BINARY}
+
+
+def _grid(cell: dict[str, Any]) -> dict[str, Any]:
+    row = {"type": "array", "items": cell, "minItems": IMAGE_SIZE, "maxItems": IMAGE_SIZE}
+    return {"type": "array", "items": row, "minItems": IMAGE_SIZE, "maxItems": IMAGE_SIZE}
+
+
+_PIXELS = {
+    "description": "one image, light garment on dark: 28 rows of 28 ints 0-255, or of numbers 0-1",
+    "anyOf": [
+        _grid({"type": "integer", "minimum": 0, "maximum": 255}),
+        _grid({"type": "number", "minimum": 0, "maximum": 1}),
+    ],
+}
+_IMAGE_OR_PIXELS = {"oneOf": [_BASE64_IMAGE, _PIXELS]}
+_RAW_IMAGE = {"schema": _IMAGE_FILE}
+
+
+def _images(items: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "items": items,
+        "minItems": 1,
+        "maxItems": MAX_IMAGES,
+        "description": f"{description}; at most FMNIST_MAX_IMAGES_PER_REQUEST ({MAX_IMAGES} by "
+        "default)",
+    }
+
 
 IMAGES_REQUEST_BODY: dict[str, Any] = {
     "required": True,
-    "description": "One or more images (up to FMNIST_MAX_IMAGES_PER_REQUEST), in any one style.",
+    "description": "One or more images, in any one style: multipart `file` fields, one raw "
+    "image file, or JSON. Images are converted to grayscale, fitted into 28x28 and inverted "
+    "when their background is light (`invert`).",
     "content": {
         "multipart/form-data": {
             "schema": {
                 "type": "object",
-                "properties": {"file": {"type": "array", "items": _BINARY}},
+                "properties": {
+                    "file": _images(_IMAGE_FILE, "file parts (with a filename or an image type)")
+                },
                 "required": ["file"],
-            }
+            },
+            "encoding": {"file": {"contentType": ", ".join(IMAGE_MEDIA_TYPES)}},
         },
         "image/png": _RAW_IMAGE,
         "image/jpeg": _RAW_IMAGE,
         "image/*": _RAW_IMAGE,
+        "application/octet-stream": _RAW_IMAGE,
         "application/json": {
             "schema": {
                 "type": "object",
                 "properties": {
-                    "images": {"type": "array", "items": {"type": "string"}},
-                    "pixels": {"type": "array", "items": _PIXELS},
+                    "images": _images(_BASE64_IMAGE, "base64 image files"),
+                    "pixels": {
+                        "description": "pixel arrays: a list of images, or one image",
+                        "oneOf": [_images(_PIXELS, "images"), _PIXELS],
+                    },
                 },
+                "oneOf": [{"required": ["images"]}, {"required": ["pixels"]}],
                 "description": "exactly one of images (base64 files) or pixels",
             },
             "examples": {
-                "base64": {"value": {"images": [PNG_B64_EXAMPLE]}},
-                "pixels": {"value": {"pixels": [[[0] * 28] * 28]}},
+                "base64": {
+                    "summary": "a base64 PNG (a pair of trousers)",
+                    "value": {"images": [TROUSER_PNG_B64]},
+                },
+                "pixels": {
+                    "summary": "28x28 pixels, ints 0-255 (the same trousers)",
+                    "value": {"pixels": [TROUSER_PIXELS]},
+                },
             },
         },
     },
@@ -233,14 +326,18 @@ IMAGES_REQUEST_BODY: dict[str, Any] = {
 
 PAIR_REQUEST_BODY: dict[str, Any] = {
     "required": True,
-    "description": "The two images to interpolate between.",
+    "description": "The two images to interpolate between: two multipart file fields, or JSON "
+    "with a base64 image file or a 28x28 pixel array for each.",
     "content": {
         "multipart/form-data": {
             "schema": {
                 "type": "object",
-                "properties": {"start": _BINARY, "end": _BINARY},
+                "properties": {"start": _IMAGE_FILE, "end": _IMAGE_FILE},
                 "required": ["start", "end"],
-            }
+            },
+            "encoding": {
+                name: {"contentType": ", ".join(IMAGE_MEDIA_TYPES)} for name in ("start", "end")
+            },
         },
         "application/json": {
             "schema": {
@@ -248,7 +345,16 @@ PAIR_REQUEST_BODY: dict[str, Any] = {
                 "properties": {"start": _IMAGE_OR_PIXELS, "end": _IMAGE_OR_PIXELS},
                 "required": ["start", "end"],
             },
-            "example": {"start": PNG_B64_EXAMPLE, "end": PNG_B64_EXAMPLE},
+            "examples": {
+                "base64": {
+                    "summary": "trousers to a bag, base64 PNGs",
+                    "value": {"start": TROUSER_PNG_B64, "end": BAG_PNG_B64},
+                },
+                "pixels": {
+                    "summary": "trousers as pixels to a bag as a base64 PNG",
+                    "value": {"start": TROUSER_PIXELS, "end": BAG_PNG_B64},
+                },
+            },
         },
     },
 }

@@ -7,7 +7,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 
-from ml import CLASS_NAMES
+from ml import CLASS_NAMES, EMBEDDING_LAYERS
 from ml.pca_map import project
 from service import plots
 from service.dependencies import (
@@ -24,6 +24,7 @@ from service.inputs import read_images
 from service.schemas import IMAGES_REQUEST_BODY, Embedding, EmbedResponse
 
 router = APIRouter(tags=["embed"])
+LAYERS = list(dict.fromkeys(layer for layers in EMBEDDING_LAYERS.values() for layer in layers))
 
 
 @router.post(
@@ -39,10 +40,14 @@ router = APIRouter(tags=["embed"])
 async def embed(
     request: Request,
     runtime: RuntimeDep,
-    model: Annotated[str, model_query("mynet", "mynet, lenet or vae")] = "mynet",
+    model: Annotated[str, model_query("mynet")] = "mynet",
     layer: Annotated[
         str | None,
-        Query(description="penultimate or logits (classifiers), latent (vae); default: first"),
+        Query(
+            description="penultimate or logits (classifiers), latent (vae); default: the "
+            "model's first; a layer the model does not have is answered 422",
+            json_schema_extra={"enum": LAYERS},
+        ),
     ] = None,
     invert: InvertQuery = "auto",
     output_format: FormatQuery = None,

@@ -33,7 +33,7 @@ MAX_SEED = 2**63 - 1
     "the same images; without one a seed is chosen and returned. PNG: the images as a grid.",
     responses={
         200: {"description": "JSON as below, or PNG: the images as a grid", **PNG_RESPONSE},
-        **error_responses(401, 406, 422, 503),
+        **error_responses(401, 406, 422, 503, 504),
     },
 )
 async def generate(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from service.dependencies import RuntimeDep
 from service.errors import NotFound, error_responses
@@ -28,7 +30,10 @@ async def list_models(runtime: RuntimeDep) -> ModelList:
     summary="One loaded model",
     responses=error_responses(401, 404),
 )
-async def get_model(name: str, runtime: RuntimeDep) -> ModelInfo:
+async def get_model(
+    name: Annotated[str, Path(description="a loaded model", examples=["mynet"])],
+    runtime: RuntimeDep,
+) -> ModelInfo:
     if name not in runtime.models:
         raise NotFound(f"model {name!r} is not loaded; loaded: {', '.join(runtime.models)}")
     return _info(runtime.models[name])

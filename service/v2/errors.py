@@ -8,6 +8,7 @@ Parameter errors, 422 elsewhere in the service, are 400 here as the protocol's c
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from service.errors import ServiceError, validation_message
+from service.v2.openapi import v2_error_responses
 
 
 def v2_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -22,6 +24,12 @@ def v2_error(status: int, message: str, headers: dict[str, str] | None = None) -
 
 
 class V2Route(APIRoute):
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        # Every client error of a v2 route has the protocol's shape: documented once, as 4XX
+        # (which also keeps FastAPI from documenting a 422 these routes never send).
+        responses = {**v2_error_responses("4XX"), **(kwargs.pop("responses", None) or {})}
+        super().__init__(path, endpoint, responses=responses, **kwargs)
+
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
 

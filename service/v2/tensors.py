@@ -14,6 +14,7 @@ it turns bodies into named numpy arrays and back.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from service.errors import ServiceError
 from service.jsonbody import json_object
 
 HEADER_LENGTH = "inference-header-content-length"
+MAX_DIMENSIONS = 32  # numpy's limit is 64; no model here takes more than 4
+MAX_DIMENSION = 2**63 - 1  # shapes are int64 in the protocol
 
 DTYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(bool),
@@ -98,11 +101,14 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         raise InvalidTensor(
             f"{len(binary) - offset} bytes of binary data follow the JSON that no input claims"
         )
+    parameters = _parameters(document, "the request")
+    if not isinstance(parameters.get("binary_data_output", False), bool):
+        raise InvalidTensor("binary_data_output must be true or false")
     return InferRequest(
         id=_optional_str(document.get("id"), "id"),
         inputs=inputs,
         outputs=_read_outputs(document.get("outputs", [])),
-        parameters=_parameters(document, "the request"),
+        parameters=parameters,
     )
 
 
@@ -112,24 +118,34 @@ def _read_input(raw: object, binary: bytes, offset: int) -> tuple[Tensor, int]:
         raise InvalidTensor('every input needs a "name", "shape", "datatype" and data')
     name = raw["name"]
     datatype = raw.get("datatype")
-    if datatype not in DTYPES:
+    if not isinstance(datatype, str) or datatype not in DTYPES:  # a list or object: unhashable
         raise InvalidTensor(f"input {name!r}: unknown datatype {datatype!r}")
     shape = raw.get("shape")
     if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIMENSION for d in shape
     ):
-        raise InvalidTensor(f"input {name!r}: shape must be a list of non-negative integers")
-    count = int(np.prod(shape, dtype=np.int64))
+        raise InvalidTensor(f"input {name!r}: shape must be a list of non-negative int64 integers")
+    if len(shape) > MAX_DIMENSIONS:
+        raise InvalidTensor(f"input {name!r}: more than {MAX_DIMENSIONS} dimensions")
+    count = math.prod(shape)  # a Python int: no overflow, whatever the shape claims
     size = _parameters(raw, f"input {name!r}").get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+        if (
+            not isinstance(size, int)
+            or isinstance(size, bool)
+            or not 0 <= size <= len(binary) - offset
+        ):
             raise InvalidTensor(f"input {name!r}: binary_data_size {size!r} exceeds the body")
         flat = _from_binary(binary[offset : offset + size], datatype, count, name)
     else:
         if "data" not in raw:
             raise InvalidTensor(f"input {name!r}: no data and no binary_data_size")
         flat = _from_json(raw["data"], datatype, count, name)
-    tensor = Tensor(name, datatype, tuple(shape), flat.reshape(shape), binary=size is not None)
+    try:
+        data = flat.reshape(shape)
+    except ValueError:  # an empty tensor whose other dimensions are too big for numpy
+        raise InvalidTensor(f"input {name!r}: shape {shape} is too large") from None
+    tensor = Tensor(name, datatype, tuple(shape), data, binary=size is not None)
     return tensor, size or 0
 
 
@@ -170,7 +186,7 @@ def _from_json(data: object, datatype: str, count: int, name: str) -> np.ndarray
     else:
         try:
             flat = np.asarray(data, dtype=DTYPES[datatype]).reshape(-1)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # e.g. -1 or 2**70 as UINT8
             raise InvalidTensor(f"input {name!r}: data is not an array of {datatype}") from None
     if len(flat) != count:
         raise InvalidTensor(f"input {name!r}: {len(flat)} elements, its shape needs {count}")
@@ -191,7 +207,9 @@ def _read_outputs(raw: object) -> dict[str, bool | None]:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise InvalidTensor('every requested output needs a "name"')
         binary = _parameters(entry, f"output {entry['name']!r}").get("binary_data")
-        outputs[entry["name"]] = None if binary is None else bool(binary)
+        if binary is not None and not isinstance(binary, bool):
+            raise InvalidTensor(f"output {entry['name']!r}: binary_data must be true or false")
+        outputs[entry["name"]] = binary
     return outputs
 
 
