@@ -6,9 +6,12 @@ the waiting requests, waits until the batch is full or the oldest request has wa
 never blocks on inference; its per-request work is a queue entry and a slice of the outputs.
 Requests that queued while a batch was running have already waited, so they go at once.
 
-Fair share: a batch is filled round-robin, at most `quantum` images from each waiting request
-per turn (deficit round-robin), so a single image that arrives behind bulk requests goes in the
-next batch rather than behind all of their images. A request whose future is done (its client
+Fair share: requests of at most a quarter batch (`quantum`) wait in a lane of their own. While
+bulk requests wait too, each batch takes small requests first, up to half the batch, and fills
+the rest from the bulk requests in arrival order; so a single image that arrives behind bulk
+requests goes in the next batch rather than behind all of their images, and bulk requests keep
+at least half of every batch. Within a lane the order is first come, first served, which gives
+the lowest mean latency to requests of equal size. A request whose future is done (its client
 went away, its deadline passed) is dropped when its turn comes, before any inference.
 
 The queue is bounded in images; past the bound, requests are refused with `Overloaded` (503 with
@@ -83,7 +86,8 @@ class Batcher:
         self._executor = executor
         self._metrics = metrics
         self._queue_gauge = metrics.queue_depth.labels(model, op)
-        self._waiting: deque[_Request] = deque()
+        self._small: deque[_Request] = deque()  # at most `quantum` images each
+        self._bulk: deque[_Request] = deque()
         self._queued_images = 0
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -112,8 +116,9 @@ class Batcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        while self._waiting:
-            self._fail(self._waiting.popleft(), NotReady("the service is shutting down"))
+        for lane in (self._small, self._bulk):
+            while lane:
+                self._fail(lane.popleft(), NotReady("the service is shutting down"))
         self._set_queued(0)
 
     async def submit(self, inputs: np.ndarray) -> Outputs:
@@ -123,7 +128,7 @@ class Batcher:
         count = len(inputs)
         self._admit(count)
         request = _Request(inputs, asyncio.get_running_loop().create_future())
-        self._waiting.append(request)
+        (self._small if count <= self.quantum else self._bulk).append(request)
         self._set_queued(self._queued_images + count)
         self._arrived.set()
         return await request.future
@@ -160,10 +165,11 @@ class Batcher:
     async def _wait_for_batch(self) -> None:
         """Until a request is queued, then until the batch is full or the oldest request's wait
         is up."""
-        while not self._waiting:
+        while not (self._small or self._bulk):
             self._arrived.clear()
             await self._arrived.wait()
-        deadline = self._waiting[0].enqueued_at + self.max_wait_s
+        oldest = min(lane[0].enqueued_at for lane in (self._small, self._bulk) if lane)
+        deadline = oldest + self.max_wait_s
         while self._queued_images < self.max_batch:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -173,27 +179,34 @@ class Batcher:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
 
     def _take(self) -> list[_Piece]:
-        """One batch, filled round-robin: up to `quantum` images per waiting request per turn.
-        Requests whose future is done (client gone, deadline passed, failed) are dropped."""
+        """One batch: small requests first, up to half of it while bulk requests wait, then
+        bulk requests in order, then small ones again if room is left."""
         pieces: list[_Piece] = []
-        size = dropped = 0
-        while self._waiting and size < self.max_batch:
-            request = self._waiting.popleft()
-            if request.future.done():
-                dropped += request.remaining
-                continue
-            count = min(request.remaining, self.quantum, self.max_batch - size)
-            if pieces and pieces[-1].request is request:  # alone in the queue: one slice
-                pieces[-1].stop += count
-            else:
-                pieces.append(_Piece(request, request.taken, request.taken + count))
-                request.running += 1
-            request.taken += count
-            size += count
-            if request.remaining:
-                self._waiting.append(request)
-        self._set_queued(self._queued_images - size - dropped)
+        small_share = max(1, self.max_batch // 2) if self._bulk else self.max_batch
+        size = self._fill(pieces, self._small, 0, small_share)
+        size = self._fill(pieces, self._bulk, size, self.max_batch)
+        size = self._fill(pieces, self._small, size, self.max_batch)
+        self._set_queued(self._queued_images - size)
         return pieces
+
+    def _fill(self, pieces: list[_Piece], lane: deque[_Request], size: int, limit: int) -> int:
+        """Adds images from the front of `lane` until the batch holds `limit`; a small request
+        goes whole or waits, a bulk one may be split. Returns the batch's new size."""
+        while lane and size < limit:
+            request = lane[0]
+            if request.future.done():  # client gone, deadline passed, or failed
+                self._set_queued(self._queued_images - lane.popleft().remaining)
+                continue
+            count = min(request.remaining, limit - size)
+            if count < request.remaining and lane is self._small:
+                break
+            pieces.append(_Piece(request, request.taken, request.taken + count))
+            request.taken += count
+            request.running += 1
+            size += count
+            if not request.remaining:
+                lane.popleft()
+        return size
 
     async def _run(self, pieces: list[_Piece]) -> None:
         inputs = [piece.request.inputs[piece.start : piece.stop] for piece in pieces]
