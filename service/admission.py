@@ -27,7 +27,7 @@ class ConcurrencyLimit:
             error = Overloaded(
                 f"this worker is serving {self.in_flight} requests, its limit; retry later"
             )
-            return await error_response(error)(scope, receive, send)
+            return await error_response(error, scope["path"])(scope, receive, send)
         self.in_flight += 1
         try:
             await self.app(scope, receive, send)

@@ -121,13 +121,18 @@ def to_model_input(image: Image.Image, invert: InvertMode, what: str = "image") 
 
 
 def from_pixels(pixels: object, invert: InvertMode, what: str = "pixels") -> np.ndarray:
-    """A 28x28 nested list of ints 0-255 or floats 0-1 -> 28x28 float32 in [0, 1]."""
+    """A 28x28 nested list of ints 0-255 (whole floats such as 73.0 count as ints) or floats 0-1
+    -> 28x28 float32 in [0, 1]."""
     try:
         array = np.asarray(pixels)
     except ValueError:  # ragged nesting
         raise InvalidPixels(f"{what}: must be a 28x28 array of numbers") from None
     if array.shape != (IMAGE_SIZE, IMAGE_SIZE):
         raise InvalidPixels(f"{what}: shape is {list(array.shape)}, expected [28, 28]")
+    whole = array.dtype.kind == "f" and np.isfinite(array).all() and array.max() > 1
+    if whole and (array == np.round(array)).all():
+        # 73.0 is the integer 73 to JSON, and what tolist() of a float array writes
+        array = array.astype(np.int64)
     if array.dtype.kind in "iu":
         if array.min() < 0 or array.max() > 255:
             raise InvalidPixels(f"{what}: integer pixels must be in 0-255")

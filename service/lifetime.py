@@ -65,7 +65,7 @@ class RequestLifetime:
             if started:
                 raise
             error = DeadlineExceeded(f"no answer within the {self.deadline_s:g} s deadline")
-            await error_response(error)(scope, receive, send)
+            await error_response(error, scope["path"])(scope, receive, send)
         except asyncio.CancelledError:
             if not client_gone or handler.uncancel():
                 raise  # cancelled by the server (shutdown), not by this middleware

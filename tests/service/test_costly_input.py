@@ -260,3 +260,37 @@ async def test_past_its_in_flight_limit_a_worker_refuses_at_once_but_still_answe
         release.set()
         assert [(await task).status_code for task in admitted] == [200, 200]
         assert (await client.post("/classify?model=lenet", json=pixels)).status_code == 200
+
+
+async def test_deadline_and_overload_answers_to_v2_requests_are_in_the_v2_error_shape():
+    settings = make_settings(models=["lenet"], request_deadline_s=0.3, max_batch_size=1)
+    async with serving(settings) as client:
+        _, release, seen = await held_model(client)
+        pixels = {"pixels": np.zeros((1, 28, 28), int).tolist()}
+        holding = asyncio.create_task(client.post("/classify?model=lenet", json=pixels))
+        while not seen:
+            await asyncio.sleep(0.005)
+        body = {
+            "inputs": [
+                {
+                    "name": "images",
+                    "shape": [1, 28, 28],
+                    "datatype": "FP32",
+                    "data": [0.0] * 784,
+                }
+            ]
+        }
+        late = await client.post("/v2/models/lenet/infer", json=body)
+        assert late.status_code == 504 and late.headers["retry-after"] == "1"
+        assert isinstance(late.json()["error"], str) and "deadline" in late.json()["error"]
+        release.set()
+        await holding
+    async with serving(make_settings(models=["lenet"], max_in_flight=1)) as client:
+        _, release, seen = await held_model(client)
+        holding = asyncio.create_task(client.post("/classify?model=lenet", json=pixels))
+        while not seen:
+            await asyncio.sleep(0.005)
+        refused = await client.post("/v2/models/lenet/infer", json=body)
+        assert refused.status_code == 503 and isinstance(refused.json()["error"], str)
+        release.set()
+        assert (await holding).status_code == 200

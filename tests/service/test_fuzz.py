@@ -267,31 +267,7 @@ def _tolerated(case: schemathesis.Case, response: Any, failure: Exception) -> bo
     if not isinstance(failure, RejectedPositiveData):
         return False
     refusals = REFUSALS_OF_VALID_DATA.get(case.operation.label, set())
-    return response.status_code in refusals or _whole_float_pixels(case, response)
-
-
-def _whole_float_pixels(case: schemathesis.Case, response: Any) -> bool:
-    """A known bug in `service.imaging.from_pixels`, tolerated here until it is fixed: JSON
-    pixels written as floats with no fraction (`73.0`: an integer to JSON Schema, and what
-    `tolist()` of a float array gives) are refused as "float pixels must be in 0-1" when above 1,
-    instead of read as 0-255."""
-    if response.status_code != 400:
-        return False
-    message = response.json()["error"]["message"]
-    return "float pixels must be in 0-1" in message and any(
-        isinstance(value, float) and value > 1 and value.is_integer()
-        for value in _numbers(case.body)
-    )
-
-
-def _numbers(value: object) -> Iterator[object]:
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, list):
-        for item in value:
-            yield from _numbers(item)
-    else:
-        yield value
+    return response.status_code in refusals
 
 
 def test_fuzzing_sent_enough_requests(live):

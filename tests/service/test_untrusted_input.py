@@ -72,6 +72,18 @@ async def test_a_float_image_with_nan_is_a_400(client):
     assert "not finite" in response.json()["error"]["message"]
 
 
+async def test_whole_number_floats_are_read_as_0_to_255(client, samples):
+    """Found by fuzzing: `73.0` is the integer 73 to JSON Schema, and it is what `tolist()` of
+    a float array writes, but pixels written so were refused as floats above 1."""
+    image = samples[0][1]
+    as_ints = await client.post("/classify", json={"pixels": [image.tolist()]})
+    as_floats = await client.post("/classify", json={"pixels": [image.astype(np.float64).tolist()]})
+    assert as_floats.status_code == 200, as_floats.text
+    assert as_floats.json()["predictions"] == as_ints.json()["predictions"]
+    fractions = await client.post("/classify", json={"pixels": [(image + 0.5).tolist()]})
+    assert fractions.status_code == 400  # 0-255 with fractions is neither form
+
+
 @pytest.mark.parametrize(
     ("accept", "expected"),
     [
