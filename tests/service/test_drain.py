@@ -74,12 +74,12 @@ def fmnist_serve(tmp_path: Path, workers: int, **env: str) -> Iterator[Server]:
         )
     server = Server(process, port, log)
     try:
-        wait_for_ok(
-            f"{server.url}/readyz",
-            time.monotonic() + STARTUP_TIMEOUT_S,
-            [process],
-            server.output,
-        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        wait_for_ok(f"{server.url}/readyz", deadline, [process], server.output)
+        # /readyz answers once one worker is up: wait for all of them.
+        while server.output().count("Application startup complete") < workers:
+            assert process.poll() is None and time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
         yield server
     finally:
         if process.poll() is None:
@@ -143,9 +143,11 @@ def multipart(count: int) -> tuple[bytes, str]:
     ) + f"--{BOUNDARY}--\r\n".encode(), f"multipart/form-data; boundary={BOUNDARY}"
 
 
-def server_sockets(port: int) -> list[int]:
-    """Unread bytes (rx queue) of each established connection to `port` on the server side,
-    from the kernel's table: a request has been received once it is accepted and its bytes read."""
+def server_sockets(port: int, clients: set[int]) -> list[int]:
+    """Unread bytes (rx queue) of the server's end of each established connection from one of
+    the local ports `clients` to `port`, from the kernel's table: a request has been received
+    once it is accepted and its bytes read. (Matching the client ends too leaves out another
+    program's connection that happens to have `port` as its own ephemeral port.)"""
     queues = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -154,21 +156,29 @@ def server_sockets(port: int) -> list[int]:
             continue
         for line in lines:
             fields = line.split()
-            local, state, queue = fields[1], fields[3], fields[4]
-            if int(local.rsplit(":", 1)[1], 16) == port and state == "01":
+            local, remote, state, queue = fields[1], fields[2], fields[3], fields[4]
+            ends = int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)
+            if ends[0] == port and ends[1] in clients and state == "01":
                 queues.append(int(queue.split(":")[1], 16))
     return queues
 
 
 async def post(
-    port: int, path: str, body: bytes, content_type: str, sent: list[float] | None = None
+    port: int,
+    path: str,
+    body: bytes,
+    content_type: str,
+    sent: list[float] | None = None,
+    clients: set[int] | None = None,
 ) -> tuple[str, bytes]:
     """One request on its own connection: (status or the exception's name, body). Appends the
-    time it was written in full to `sent`."""
+    time it was written in full to `sent`, and adds the connection's local port to `clients`."""
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError as error:
         return type(error).__name__, b""
+    if clients is not None:
+        clients.add(writer.get_extra_info("sockname")[1])
     try:
         head = (
             f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
@@ -220,6 +230,7 @@ class DrainRun:
     liveness_during_delay: str = ""
     new_connection_after: str = ""
     refused_after_s: float = 0.0
+    running_when_refused: bool = False  # the server had not exited yet: the refusal is the drain's
     exit_s: float = 0.0
     returncode: int | None = None
 
@@ -229,15 +240,20 @@ async def sigterm_under_load(server: Server, delay_s: float) -> DrainRun:
     run, port = DrainRun(delay_s), server.port
     body, content_type = multipart(IMAGES_PER_REQUEST)
     sent: list[float] = []
+    clients: set[int] = set()
     requests = [
-        asyncio.create_task(post(port, "/classify?model=mynet", body, content_type, sent))
+        asyncio.create_task(post(port, "/classify?model=mynet", body, content_type, sent, clients))
         for _ in range(REQUESTS)
     ]
     # Received: every request written in full, and every byte of them read by the server.
     deadline = time.monotonic() + 30
-    while len(sent) < REQUESTS or any(queues := server_sockets(port)) or len(queues) < REQUESTS:
+    while (
+        len(sent) < REQUESTS
+        or any(queues := server_sockets(port, clients))
+        or len(queues) < REQUESTS
+    ):
         assert time.monotonic() < deadline, f"requests not received: {len(sent)} sent"
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.02)
     run.answered_before_signal = sum(task.done() for task in requests)
     server.process.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
@@ -262,9 +278,10 @@ async def sigterm_under_load(server: Server, delay_s: float) -> DrainRun:
     # New connections are refused once the listener has closed (the event loop of a busy
     # worker may take a moment to get there).
     await asyncio.sleep(max(0.0, signalled + delay_s - time.monotonic()))
-    while (outcome := await connect(port)) == "connected" and time.monotonic() < signalled + 5:
+    while (outcome := await connect(port)) == "connected" and time.monotonic() < signalled + 20:
         await asyncio.sleep(0.05)
     run.new_connection_after, run.refused_after_s = outcome, time.monotonic() - signalled
+    run.running_when_refused = server.process.poll() is None
     run.unanswered_at_probe = run.unanswered_at_probe or sum(not t.done() for t in requests)
     answers = await asyncio.gather(*requests)
     while server.process.poll() is None and time.monotonic() < signalled + DRAIN_S + 10:
@@ -292,7 +309,9 @@ def check_drain(run: DrainRun, server: Server) -> None:
         assert run.liveness_during_delay == "200"
         assert run.served_during_delay == "200", log
     assert run.new_connection_after == "ConnectionRefusedError", run.new_connection_after
-    assert run.refused_after_s < run.delay_s + 2, run.refused_after_s
+    # (With its listening socket left open, uvicorn's supervisor went on accepting connections
+    # for its workers until it exited, and reset them then.)
+    assert run.running_when_refused, f"refused only once the server had exited\n{log}"
     assert run.returncode is not None and run.exit_s < DRAIN_S, (run.exit_s, log)
     assert run.returncode in (0, -signal.SIGTERM), log
     print(
