@@ -75,6 +75,8 @@ EXPOSE 8000
 # Ready means models loaded and warmed; loading takes a few seconds, hence the start period.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/app/healthcheck.py"]
-# One uvicorn process per container by default (scale with replicas); FMNIST_WORKERS > 1 runs
-# that many worker processes. `exec` makes uvicorn PID 1, so it gets SIGTERM from `docker stop`.
-CMD ["sh", "-c", "exec uvicorn service.app:app --host 0.0.0.0 --port 8000 --workers \"$FMNIST_WORKERS\""]
+# One server process per container by default (scale with replicas); FMNIST_WORKERS > 1 runs
+# that many worker processes under fmnist-serve's supervisor, which passes SIGTERM on to them and
+# closes its listening socket, so a draining container refuses new connections. fmnist-serve is
+# PID 1 and gets SIGTERM from `docker stop` itself.
+CMD ["fmnist-serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -101,7 +101,13 @@ class ModelLoadFailed(ServiceError):
 
 
 class NotReady(ServiceError):
+    """Models not loaded yet, or the process is draining: another replica, or this one in a
+    moment, can answer."""
+
     status, code = 503, "not_ready"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
 class NotAlive(ServiceError):

@@ -6,7 +6,8 @@ up would still be decoded and run. Once the app has read the whole body, `Reques
 listens for the disconnect and cancels the handler: its images leave the batcher's queue before
 any inference, and the request is counted with status 499. A handler still working when the
 deadline passes is cancelled the same way and answered 504 with Retry-After. Both only apply
-until the response starts; after that there is nothing left to save.
+until the response starts; after that there is nothing left to save. A handler the server
+itself cancels (its drain time is up) is answered 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import CLIENT_CLOSED_REQUEST, DeadlineExceeded, error_response
+from service.errors import CLIENT_CLOSED_REQUEST, DeadlineExceeded, NotReady, error_response
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,12 @@ class RequestLifetime:
             await error_response(error, scope["path"])(scope, receive, send)
         except asyncio.CancelledError:
             if not client_gone or handler.uncancel():
-                raise  # cancelled by the server (shutdown), not by this middleware
+                # Cancelled by the server: its drain time is up. The client still gets an
+                # answer it can act on rather than uvicorn's plain-text 500.
+                if not started:
+                    error = NotReady("the server is shutting down; retry")
+                    await error_response(error, scope["path"])(scope, receive, send)
+                raise
             log.info("client disconnected; dropped %s %s", scope["method"], scope["path"])
             # Never reaches the client; it records the request as 499 in the metrics.
             await send({"type": "http.response.start", "status": CLIENT_CLOSED_REQUEST})

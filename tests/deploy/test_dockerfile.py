@@ -138,7 +138,9 @@ def test_runtime_stage_is_non_root_with_a_python_readiness_probe():
     assert "FMNIST_CHECKPOINT_DIR=/app/checkpoints" in env
     assert args_of(runtime, "WORKDIR") == ["/app"]
     (cmd,) = args_of(runtime, "CMD")
-    assert "exec uvicorn service.app:app" in cmd and '--workers \\"$FMNIST_WORKERS\\"' in cmd
+    # exec form: fmnist-serve is PID 1 and gets SIGTERM itself; it reads FMNIST_WORKERS
+    assert cmd == '["fmnist-serve", "--host", "0.0.0.0", "--port", "8000"]'
+    assert "FMNIST_WORKERS=1" in env
 
 
 def dockerignore_excludes(path: str) -> bool:

@@ -81,3 +81,26 @@ def image_request(images: np.ndarray, style: str) -> dict[str, Any]:
 def with_accept(kwargs: dict[str, Any], accept: str) -> dict[str, Any]:
     """`kwargs` from `image_request` plus an Accept header, keeping any headers it sets."""
     return {**kwargs, "headers": {"Accept": accept, **kwargs.get("headers", {})}}
+
+
+def post_scope(path: str, query: bytes, content_type: bytes, length: int | None = None) -> dict:
+    """The ASGI scope uvicorn gives a POST, for tests that drive the app at the ASGI level
+    (a client that disconnects, a handler the server cancels)."""
+    headers = [(b"content-type", content_type), (b"host", b"test")]
+    if length is not None:
+        headers.append((b"content-length", str(length).encode()))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("test", 80),
+        "state": {},
+    }

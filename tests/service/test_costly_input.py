@@ -17,7 +17,7 @@ from PIL import Image
 import service.imaging
 import service.inputs
 from tests.service.hostile_files import png_with_text_chunks, tiff_with_strips
-from tests.service.support import make_settings, serving
+from tests.service.support import make_settings, post_scope, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -164,14 +164,20 @@ async def held_model(client, model: str = "lenet"):
     return batcher, release, seen
 
 
+async def one_request_held(client):
+    """`held_model`, plus one single-image /classify request started and held in its batch."""
+    batcher, release, seen = await held_model(client)
+    pixels = {"pixels": np.zeros((1, 28, 28), int).tolist()}
+    request = asyncio.create_task(client.post("/classify?model=lenet", json=pixels))
+    while not seen:
+        await asyncio.sleep(0.005)
+    return batcher, release, seen, request
+
+
 async def test_a_request_past_its_deadline_is_dropped_and_answered_504():
     settings = make_settings(models=["lenet"], request_deadline_s=0.5, max_batch_size=1)
     async with serving(settings) as client:
-        batcher, release, seen = await held_model(client)
-        pixels = {"pixels": np.zeros((1, 28, 28), int).tolist()}
-        first = asyncio.create_task(client.post("/classify?model=lenet", json=pixels))
-        while not seen:
-            await asyncio.sleep(0.005)
+        batcher, release, seen, first = await one_request_held(client)
         late = await client.post(
             "/classify?model=lenet", json={"pixels": np.zeros((3, 28, 28), int).tolist()}
         )
@@ -191,12 +197,7 @@ async def test_the_work_of_a_client_that_disconnected_is_dropped_before_inferenc
     `http.disconnect` when the connection drops."""
     async with serving(make_settings(models=["lenet"], max_batch_size=1)) as client:
         app = client.app
-        batcher, release, seen = await held_model(client)
-        running = asyncio.create_task(
-            client.post("/classify?model=lenet", json={"pixels": [np.zeros((28, 28)).tolist()]})
-        )
-        while not seen:
-            await asyncio.sleep(0.005)
+        batcher, release, seen, running = await one_request_held(client)
         body = json.dumps({"pixels": np.zeros((5, 28, 28), int).tolist()}).encode()
         gone = asyncio.Event()
         sent: list[dict] = []
@@ -213,22 +214,9 @@ async def test_the_work_of_a_client_that_disconnected_is_dropped_before_inferenc
         async def send(message):
             messages.append(message)
 
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/classify",
-            "raw_path": b"/classify",
-            "query_string": b"model=lenet",
-            "root_path": "",
-            "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
-            "client": ("127.0.0.1", 1),
-            "server": ("test", 80),
-            "state": {},
-        }
-        abandoned = asyncio.create_task(app(scope, receive, send))
+        abandoned = asyncio.create_task(
+            app(post_scope("/classify", b"model=lenet", b"application/json"), receive, send)
+        )
         while batcher.queued_images < 5:
             await asyncio.sleep(0.005)
         gone.set()  # the client hangs up while its images wait behind the held batch
@@ -265,11 +253,7 @@ async def test_past_its_in_flight_limit_a_worker_refuses_at_once_but_still_answe
 async def test_deadline_and_overload_answers_to_v2_requests_are_in_the_v2_error_shape():
     settings = make_settings(models=["lenet"], request_deadline_s=0.3, max_batch_size=1)
     async with serving(settings) as client:
-        _, release, seen = await held_model(client)
-        pixels = {"pixels": np.zeros((1, 28, 28), int).tolist()}
-        holding = asyncio.create_task(client.post("/classify?model=lenet", json=pixels))
-        while not seen:
-            await asyncio.sleep(0.005)
+        _, release, _, holding = await one_request_held(client)
         body = {
             "inputs": [
                 {
@@ -286,11 +270,41 @@ async def test_deadline_and_overload_answers_to_v2_requests_are_in_the_v2_error_
         release.set()
         await holding
     async with serving(make_settings(models=["lenet"], max_in_flight=1)) as client:
-        _, release, seen = await held_model(client)
-        holding = asyncio.create_task(client.post("/classify?model=lenet", json=pixels))
-        while not seen:
-            await asyncio.sleep(0.005)
+        _, release, _, holding = await one_request_held(client)
         refused = await client.post("/v2/models/lenet/infer", json=body)
         assert refused.status_code == 503 and isinstance(refused.json()["error"], str)
         release.set()
         assert (await holding).status_code == 200
+
+
+async def test_a_request_the_server_cancels_at_the_end_of_its_drain_gets_a_503():
+    """At the end of the drain time uvicorn cancels the handlers still running; their clients
+    got a plain-text 500."""
+    async with serving(make_settings(models=["lenet"], max_batch_size=1)) as client:
+        _, release, seen = await held_model(client)
+        body = json.dumps({"pixels": [np.zeros((28, 28), int).tolist()]}).encode()
+        messages: list[dict] = []
+        delivered = asyncio.Event()
+
+        async def receive():
+            if not delivered.is_set():
+                delivered.set()
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # the client stays connected
+
+        async def send(message):
+            messages.append(message)
+
+        handler = asyncio.create_task(
+            client.app(post_scope("/classify", b"model=lenet", b"application/json"), receive, send)
+        )
+        while not seen:
+            await asyncio.sleep(0.005)
+        handler.cancel()  # what uvicorn does once its graceful-shutdown timeout has passed
+        with pytest.raises(asyncio.CancelledError):
+            await handler
+        release.set()
+        start = messages[0]
+        assert start["status"] == 503
+        assert (b"retry-after", b"1") in start["headers"]
+        assert json.loads(messages[1]["body"])["error"]["code"] == "not_ready"

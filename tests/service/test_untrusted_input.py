@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.service.support import make_settings, png, serving
+from tests.service.support import make_settings, png, post_scope, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -125,20 +125,7 @@ async def test_a_client_leaving_mid_upload_is_no_server_error(client, caplog):
     """9: a client that disconnected mid-upload was logged as an ERROR with a traceback and
     counted as status 500 in the request metrics."""
     app = client.app
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/classify",
-        "raw_path": b"/classify",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"image/png"), (b"content-length", b"100000")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("test", 80),
-    }
+    scope = post_scope("/classify", b"", b"image/png", length=100_000)
     arrivals = iter(
         [
             {"type": "http.request", "body": b"\x89PNG" + b"\0" * 100, "more_body": True},
