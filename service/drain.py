@@ -15,8 +15,8 @@ signal, D = FMNIST_DRAIN_SECONDS, W = FMNIST_DRAIN_DELAY_SECONDS):
   /readyz time to stop sending first; in Kubernetes, the preStop sleep plays that part.)
 - t = D - 2.5 s: requests still waiting for a model are answered 503 (the batchers stop) rather
   than cut off.
-- t = D - 1.5 s: uvicorn cancels what is still running (its clients get a 500) and runs the
-  app's shutdown; the process exits before t = D.
+- t = D - 1.5 s: uvicorn cancels what is still running (`service.lifetime` answers those
+  clients 503 with Retry-After) and runs the app's shutdown; the process exits before t = D.
 
 As with uvicorn's own handler, a second SIGINT (Ctrl+C) closes the listener without waiting for
 the delay, and a third exits at once. Where no uvicorn server handles the signals (the app served
