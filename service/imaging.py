@@ -183,6 +183,8 @@ def _grayscale(image: Image.Image) -> np.ndarray:
         return np.asarray(image, dtype=np.float32) / 65535.0
     if image.mode in ("I", "F"):
         array = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(array).all():
+            return array  # refused by the caller; scaling it would only warn
         peak = array.max()
         scale = 1.0 if image.mode == "F" and peak <= 1 else 65535.0 if peak > 255 else 255.0
         return np.clip(array / scale, 0.0, 1.0)
