@@ -15,6 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from service.errors import NotReady
+
 T = TypeVar("T")
 _Call = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
 
@@ -38,7 +40,12 @@ class Decoder:
 
     def _hand_off(self, loop: asyncio.AbstractEventLoop) -> None:
         calls, self._pending = self._pending, []
-        self._executor.submit(_run_all, loop, calls)
+        try:
+            self._executor.submit(_run_all, loop, calls)
+        except RuntimeError:  # closed: the server is stopping
+            _settle(
+                [(future, None, NotReady("the server is shutting down")) for *_, future in calls]
+            )
 
 
 def _run_all(loop: asyncio.AbstractEventLoop, calls: list[_Call]) -> None:

@@ -16,6 +16,8 @@ from PIL import Image
 
 import service.imaging
 import service.inputs
+from service.decoding import Decoder
+from service.errors import NotReady
 from tests.service.hostile_files import png_with_text_chunks, tiff_with_strips
 from tests.service.support import make_settings, post_scope, serving
 
@@ -308,3 +310,11 @@ async def test_a_request_the_server_cancels_at_the_end_of_its_drain_gets_a_503()
         assert start["status"] == 503
         assert (b"retry-after", b"1") in start["headers"]
         assert json.loads(messages[1]["body"])["error"]["code"] == "not_ready"
+
+
+async def test_a_decode_asked_for_after_the_decoder_closed_fails_instead_of_hanging():
+    decoder = Decoder(1)
+    assert await decoder.run(sum, [1, 2]) == 3
+    decoder.close()
+    with pytest.raises(NotReady):
+        await asyncio.wait_for(decoder.run(sum, [1, 2]), 2)
