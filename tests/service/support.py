@@ -104,3 +104,15 @@ def post_scope(path: str, query: bytes, content_type: bytes, length: int | None 
         "server": ("test", 80),
         "state": {},
     }
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, str]:
+    """`response` is the service's error `status` with `code` in the one error shape; returns
+    the error (code and message)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code, body
+    assert body["error"]["message"]
+    return body["error"]

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.support import image_request, make_settings, png, serving
+from tests.service.support import assert_error, image_request, make_settings, png, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -19,15 +19,6 @@ NOISE_PNG = png(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uin
 GOOD_PIXELS = {
     "pixels": [[[0] * 28] * 10 + [[0] * 10 + [255] * 8 + [0] * 10] * 8 + [[0] * 28] * 10]
 }
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
-    assert body["error"]["code"] == code, body
-    assert body["error"]["message"]
 
 
 async def assert_still_serves(client: httpx.AsyncClient, model: str = "lenet") -> None:

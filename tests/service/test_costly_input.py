@@ -19,16 +19,9 @@ import service.inputs
 from service.decoding import Decoder
 from service.errors import NotReady
 from tests.service.hostile_files import png_with_text_chunks, tiff_with_strips
-from tests.service.support import make_settings, post_scope, serving
+from tests.service.support import assert_error, make_settings, post_scope, serving
 
 pytestmark = pytest.mark.anyio
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    return error
 
 
 def big_png(side: int) -> bytes:
