@@ -189,17 +189,17 @@ class Runtime:
         """The loaded model `name`, which must be of `kind` (when given) to serve `route`."""
         if not self.serving:
             raise NotReady("models are not loaded yet, or the service is shutting down")
+        loaded = self.models.get(name)
+        if loaded is not None and kind in (None, loaded.kind):
+            return loaded
         suitable = ", ".join(m.name for m in self.models.values() if kind in (None, m.kind))
-        if name not in self.models:
+        if loaded is None:
             known = "" if name in ml.MODELS else "unknown model; "
             raise UnknownModel(f"{known}model {name!r} is not loaded; {route} serves: {suitable}")
-        loaded = self.models[name]
-        if kind is not None and loaded.kind != kind:
-            raise InvalidParameter(
-                f"model {name!r} is {_with_article(loaded.kind)}; {route} needs "
-                f"{_with_article(kind)}: {suitable}"
-            )
-        return loaded
+        raise InvalidParameter(
+            f"model {name!r} is {_with_article(loaded.kind)}; {route} needs "
+            f"{_with_article(kind)}: {suitable}"
+        )
 
     @property
     def device(self) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
+import pydantic_core
 from fastapi import APIRouter, Query, Request, Response
 
 from ml import CLASS_NAMES
@@ -20,7 +21,7 @@ from service.dependencies import (
 )
 from service.errors import InvalidParameter
 from service.inputs import read_images
-from service.schemas import IMAGES_REQUEST_BODY, ClassifyResponse, ClassScore, Prediction
+from service.schemas import IMAGES_REQUEST_BODY, ClassifyResponse
 
 router = APIRouter(tags=["classify"])
 
@@ -53,21 +54,27 @@ async def classify(
     if png:
         chart = await plots.render(plots.classification_chart, images, probabilities, CLASS_NAMES)
         return png_response(chart)
-    return ClassifyResponse(
-        model=model,
-        class_names=list(CLASS_NAMES),
-        predictions=[_prediction(probs, top_k) for probs in probabilities],
-    )
+    # Written here rather than validated and dumped by FastAPI through ClassifyResponse (the
+    # documented shape, which the tests check it matches): a few percent of a worker's time
+    # per single-image request.
+    payload = {
+        "model": model,
+        "class_names": CLASS_NAMES,
+        "predictions": [_prediction(probs, top_k) for probs in probabilities],
+    }
+    return Response(pydantic_core.to_json(payload), media_type="application/json")
 
 
-def _prediction(probabilities: np.ndarray, top_k: int) -> Prediction:
+def _prediction(probabilities: np.ndarray, top_k: int) -> dict:
     values = probabilities.tolist()  # Python floats: cheaper than numpy scalars for ten values
     ranked = sorted(range(len(values)), key=values.__getitem__, reverse=True)[:top_k]
     best = ranked[0]
-    return Prediction(
-        label=CLASS_NAMES[best],
-        class_id=best,
-        confidence=values[best],
-        top_k=[ClassScore(class_id=c, label=CLASS_NAMES[c], probability=values[c]) for c in ranked],
-        probabilities=values,
-    )
+    return {
+        "label": CLASS_NAMES[best],
+        "class_id": best,
+        "confidence": values[best],
+        "top_k": [
+            {"class_id": c, "label": CLASS_NAMES[c], "probability": values[c]} for c in ranked
+        ],
+        "probabilities": values,
+    }

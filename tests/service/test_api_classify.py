@@ -10,6 +10,7 @@ import pytest
 
 import service.imaging
 from ml import CLASS_NAMES
+from service.schemas import ClassifyResponse
 from tests.service.support import (
     CHECKPOINT_DIR,
     STYLES,
@@ -31,6 +32,8 @@ async def test_json_gives_labels_and_probabilities(client, samples, style, model
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     body = response.json()
+    # The route writes its JSON itself: it must still be exactly the documented schema.
+    assert ClassifyResponse.model_validate(body).model_dump() == body
     assert body["model"] == model
     assert body["class_names"] == list(CLASS_NAMES)
     assert len(body["predictions"]) == len(images)
