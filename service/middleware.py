@@ -114,7 +114,7 @@ class BodySizeLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length", b"")
+        declared = next((v for name, v in scope["headers"] if name == b"content-length"), b"")
         too_long = declared.isdigit() and int(declared) > self.max_bytes
         received = 0
 
