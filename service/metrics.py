@@ -54,8 +54,9 @@ class Metrics:
         )
 
         # labels() takes a lock and checks its arguments on every call: once per label set is
-        # enough (route templates, methods and statuses are few).
+        # enough (route templates, methods, statuses, models and operations are few).
         self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._batch_series: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
@@ -69,8 +70,13 @@ class Metrics:
         latency.observe(seconds)
 
     def observe_batch(self, model: str, op: str, size: int, seconds: float) -> None:
-        self.batch_size.labels(model, op).observe(size)
-        self.inference.labels(model, op).observe(seconds)
+        series = self._batch_series.get((model, op))
+        if series is None:
+            series = self.batch_size.labels(model, op), self.inference.labels(model, op)
+            self._batch_series[model, op] = series
+        sizes, durations = series
+        sizes.observe(size)
+        durations.observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
