@@ -49,12 +49,8 @@ class Supervisor(Multiprocess):
     the supervisor exited); and it kills a worker still running past the drain time."""
 
     def __init__(self, config: uvicorn.Config, drain_s: float) -> None:
-        first = listening_socket(config.host, config.port, config.backlog)
-        port = first.getsockname()[1]  # the one the kernel chose, for port 0
-        others = [
-            listening_socket(config.host, port, config.backlog) for _ in range(1, config.workers)
-        ]
-        super().__init__(config, [first, *others])
+        sockets = listening_sockets(config.host, config.port, config.workers, config.backlog)
+        super().__init__(config, sockets)
         self.drain_s = drain_s
 
     def init_processes(self) -> None:
@@ -98,7 +94,11 @@ class Supervisor(Multiprocess):
         """SIGTTIN: one more worker, on a socket of its own."""
         log.info("Received SIGTTIN, adding a worker")
         port = self.sockets[0].getsockname()[1]
-        self.sockets.append(listening_socket(self.config.host, port, self.config.backlog))
+        try:
+            self.sockets.append(shared_socket(self.config.host, port, self.config.backlog))
+        except OSError as exc:
+            log.error("cannot open another socket on port %d: %s", port, exc.strerror)
+            return
         self.processes.append(self._start_worker(self.sockets[-1]))
         self.processes_num += 1
 
@@ -144,19 +144,30 @@ class Supervisor(Multiprocess):
             worker.join()
 
 
-def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
-    """A TCP socket listening on `host:port` that other sockets of this user may share
-    (SO_REUSEPORT), inherited by the worker processes."""
+def listening_sockets(host: str, port: int, count: int, backlog: int) -> list[socket.socket]:
+    """`count` sockets listening on `host:port` together (SO_REUSEPORT), inherited by the
+    worker processes. The port is first bound alone, without SO_REUSEPORT: that fails while
+    any other process listens on it, which a socket with SO_REUSEPORT would silently share
+    with another server of this user; it also resolves port 0 to the port the kernel chose."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = probe.getsockname()[1]
+        return [shared_socket(host, port, backlog) for _ in range(count)]
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host, port, exc.strerror)
+        sys.exit(STARTUP_FAILURE)
+
+
+def shared_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """One more socket listening on `host:port` with SO_REUSEPORT, inheritable."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        listener.bind((host, port))
-    except OSError as exc:
-        listener.close()
-        log.error("cannot listen on %s:%d: %s", host, port, exc.strerror)
-        sys.exit(STARTUP_FAILURE)
+    listener.bind((host, port))
     listener.listen(backlog)
     listener.set_inheritable(True)
     return listener

@@ -468,3 +468,23 @@ def test_connections_opened_at_once_are_spread_over_the_workers(tmp_path):
                     writer.close()
 
         asyncio.run(check())
+
+
+def test_a_second_server_on_the_same_port_refuses_to_start(tmp_path):
+    """The workers' sockets share their port (SO_REUSEPORT), but only among themselves: a
+    second `fmnist-serve` on that port fails to start instead of silently taking a share of
+    the connections."""
+    with fmnist_serve(tmp_path, workers=2) as server:
+        for workers in ("2", "1"):
+            second = subprocess.run(  # noqa: S603  this interpreter running the service
+                [sys.executable, "-m", "service.server", "--port", str(server.port)]
+                + ["--workers", workers],
+                cwd=REPO,
+                env={**os.environ, "FMNIST_CHECKPOINT_DIR": str(CHECKPOINT_DIR)},
+                capture_output=True,
+                text=True,
+                timeout=STARTUP_TIMEOUT_S,
+            )
+            assert second.returncode != 0, second.stderr
+            assert "in use" in second.stderr, second.stderr
+        assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
