@@ -212,18 +212,26 @@ class Runtime:
         settings = self.settings
         assert self.backend is not None
         card = ml.read_card(name, settings.checkpoint_dir)
-        threads = settings.engine_threads
+        threads, parts = settings.engine_threads, settings.engine_batch_parts
         engine = await run_in_threadpool(
-            load_engine, self.backend, name, card, settings.checkpoint_dir, settings.device, threads
+            load_engine,
+            self.backend,
+            name,
+            card,
+            settings.checkpoint_dir,
+            settings.device,
+            threads,
+            parts,
         )
         log.info(
-            "loaded %s (%s parameters, sha256 %s) on %s, %s with %d thread(s)",
+            "loaded %s (%s parameters, sha256 %s) on %s, %s with %d thread(s)%s",
             name,
             card.get("parameters"),
             card["weights"]["sha256"][:12],
             engine.device,
             engine.backend,
             threads,
+            f", large batches in up to {parts} parts" if engine.backend == "onnxruntime" else "",
         )
         return card, engine
 

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         description="intra-op threads of the inference engine per model; 0 divides the cores "
         "among the workers (at least 1 each)",
     )
+    batch_parts: int = Field(
+        0,
+        ge=0,
+        description="parts a large batch (at least 32 images) is split into, run side by side "
+        "in one worker (ONNX Runtime only); 0 is the cores divided by the engine's threads",
+    )
     max_batch_size: int = Field(64, ge=1, description="most images in one forward pass")
     max_batch_wait_ms: float = Field(
         0.0,
@@ -139,6 +145,10 @@ class Settings(BaseSettings):
     @property
     def engine_threads(self) -> int:
         return self.threads or max(1, usable_cores() // self.worker_processes)
+
+    @property
+    def engine_batch_parts(self) -> int:
+        return self.batch_parts or max(1, usable_cores() // self.engine_threads)
 
     @property
     def decoder_threads(self) -> int:

@@ -56,13 +56,15 @@ def load_engine(
     checkpoint_dir: str | os.PathLike,
     device: str,
     threads: int,
+    batch_parts: int = 1,
 ) -> Engine:
     """Model `name` (whose `card` was read from `checkpoint_dir`) on `backend`, hashes verified;
-    raises `ml.CheckpointError` for a missing or altered file, `ValueError` for a bad device."""
+    raises `ml.CheckpointError` for a missing or altered file, `ValueError` for a bad device.
+    ONNX Runtime splits a large batch into up to `batch_parts` pieces run side by side."""
     if backend == "torch":
         from service.backends import torch_engine
 
         return torch_engine.load(name, checkpoint_dir, device, threads)
     from service.backends import onnx_engine
 
-    return onnx_engine.load(name, card, checkpoint_dir, threads)
+    return onnx_engine.load(name, card, checkpoint_dir, threads, batch_parts)
