@@ -1,7 +1,7 @@
 """The service past its capacity: 4x the clients it carries, with and without the in-flight
 limit, side by side in one run.
 
-Starts `fmnist-serve` (its defaults: one worker per core, FMNIST_MAX_IN_FLIGHT=64) and drives
+Starts `fmnist-serve` (its defaults: one worker per core, FMNIST_MAX_IN_FLIGHT=48) and drives
 `/classify` with one real test image per request (`{"images": [base64 PNG]}`), each client on
 its own keep-alive connection sending its next request as soon as it has an answer, or, when
 refused with 503, after the Retry-After it was given (a well-behaved client):

@@ -96,7 +96,7 @@ class Settings(BaseSettings):
         "decodes at once); 0 is the engine's thread count",
     )
     max_in_flight: int = Field(
-        64,
+        48,
         ge=0,
         description="POST requests one worker serves at once; more are answered 503 with "
         "Retry-After before their body is read; 0 is no limit",

@@ -60,7 +60,9 @@ def fmnist_serve(tmp_path: Path, workers: int, **env: str) -> Iterator[Server]:
         **os.environ,
         "FMNIST_CHECKPOINT_DIR": str(CHECKPOINT_DIR),
         "FMNIST_DEVICE": "cpu",
-        "FMNIST_MAX_QUEUE": "100000",  # this test is about shutdown, not the overload bound
+        # These tests are about shutdown, not the overload bounds.
+        "FMNIST_MAX_QUEUE": "100000",
+        "FMNIST_MAX_IN_FLIGHT": "0",
         **env,
     }
     environment.pop("FMNIST_API_KEY", None)
