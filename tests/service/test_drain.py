@@ -248,12 +248,13 @@ async def sigterm_under_load(server: Server, delay_s: float) -> DrainRun:
         asyncio.create_task(post(port, "/classify?model=mynet", body, content_type, sent, clients))
         for _ in range(REQUESTS)
     ]
-    # Received: every request written in full, and every byte of them read by the server.
+    # Received: every request written in full, and every byte of them read by the server (the
+    # connections of those already answered are closed).
     deadline = time.monotonic() + 30
     while (
         len(sent) < REQUESTS
         or any(queues := server_sockets(port, clients))
-        or len(queues) < REQUESTS
+        or len(queues) + sum(task.done() for task in requests) < REQUESTS
     ):
         assert time.monotonic() < deadline, f"requests not received: {len(sent)} sent"
         await asyncio.sleep(0.02)
