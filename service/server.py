@@ -149,9 +149,8 @@ def listening_sockets(host: str, port: int, count: int, backlog: int) -> list[so
     worker processes. The port is first bound alone, without SO_REUSEPORT: that fails while
     any other process listens on it, which a socket with SO_REUSEPORT would silently share
     with another server of this user; it also resolves port 0 to the port the kernel chose."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
+        with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
             port = probe.getsockname()[1]
@@ -163,14 +162,17 @@ def listening_sockets(host: str, port: int, count: int, backlog: int) -> list[so
 
 def shared_socket(host: str, port: int, backlog: int) -> socket.socket:
     """One more socket listening on `host:port` with SO_REUSEPORT, inheritable."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener = socket.socket(_family(host), socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     listener.bind((host, port))
     listener.listen(backlog)
     listener.set_inheritable(True)
     return listener
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
