@@ -1,6 +1,6 @@
 """Throughput, latency and CPU use of the service against two peers, side by side in one run.
 
-Starts three servers in turn on the same cores, serving the same checkpoint:
+Runs three servers on the same cores, serving the same checkpoint:
   naive     a minimal FastAPI endpoint that runs one PyTorch forward pass per request (torch's
             default threads), the reference every ratio is taken against;
   litserve  LitServe with its dynamic batching (batches of up to 64, one torch thread), the
@@ -9,15 +9,19 @@ Starts three servers in turn on the same cores, serving the same checkpoint:
             process per core, ONNX Runtime on CPU, dynamic batching);
 and drives each with a fixed number of JSON /classify requests, `{"images": [base64 PNG, ...]}`
 (the one body all three accept: LitServe cannot pass a multipart upload to its inference
-process): single images at concurrency 1, 16 and 64, then 64-image requests at concurrency 4,
-`--repeats` times per scenario. The load comes from scripts/load_generator.py in its own
-process (raw asyncio HTTP/1.1 on keep-alive connections, far cheaper per request than the
-servers). For each run the script records the CPU time of all the server's processes (workers,
-LitServe's inference process), reported as cores busy on average, and after the last scenario
-the resident memory of each server process and how long the server took to be ready. Prints (and
-writes to --output) a markdown table of the median req/s with its range over the repeats,
-images/s, median p50/p90/p99 latency and CPU, and puts the headline and the tables in the
-README's bench block.
+process): single images at concurrency 1, 16 and 64, then 64-image requests at concurrency 4.
+
+It runs `--repeats` rounds. In each, every server in turn (the order rotating from round to
+round) is started afresh, warmed up, runs each scenario once and is stopped: the speed of a
+shared machine drifts by 15% or more over minutes, and measuring the servers one after another,
+all of one server's runs first, let that drift decide a ratio. The load comes from
+scripts/load_generator.py in its own process (raw asyncio HTTP/1.1 on keep-alive connections,
+far cheaper per request than the servers). For each run the script records the CPU time of all
+the server's processes (workers, LitServe's inference process), reported as cores busy on
+average; for each start, how long the server took to be ready and, after its last scenario, the
+resident memory of each of its processes. Prints (and writes to --output) a markdown table of the
+median req/s over the rounds with its range, images/s, median p50/p90/p99 latency and CPU, and
+puts the headline and the tables in the README's bench block.
 
     python scripts/bench_serve.py
     python scripts/bench_serve.py --requests 500   # a quicker run
@@ -102,13 +106,38 @@ class Result:
 
 
 @dataclass(frozen=True)
-class Server:
-    """One server's results, how long it took to be ready and its processes' memory."""
+class Start:
+    """One round of one server: a run per scenario, its start-up time and, after the runs,
+    its processes' memory."""
 
-    name: str
-    results: list[Result]
+    runs: list[dict]
     ready_s: float
     rss_mb: list[float]
+
+
+@dataclass(frozen=True)
+class Server:
+    """One server over every round."""
+
+    name: str
+    scenarios: list[Scenario]
+    starts: list[Start]
+
+    @property
+    def results(self) -> list[Result]:
+        return [
+            Result(self.name, scenario, [start.runs[i] for start in self.starts])
+            for i, scenario in enumerate(self.scenarios)
+        ]
+
+    @property
+    def ready_s(self) -> list[float]:
+        return [start.ready_s for start in self.starts]
+
+    @property
+    def rss_mb(self) -> list[float]:
+        """Per process, after the heaviest round (the one whose largest process was largest)."""
+        return max((start.rss_mb for start in self.starts), key=max)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,37 +281,32 @@ def run_load(
     return json.loads(output.strip().splitlines()[-1])
 
 
-def measure(kind: str, args: argparse.Namespace, scenarios: list[Scenario], bodies: dict) -> Server:
+def measure(kind: str, args: argparse.Namespace, scenarios: list[Scenario], bodies: dict) -> Start:
+    """One round of server `kind`: started, warmed up, each scenario once, stopped."""
     port = free_port()
     process, ready_s = start_server(kind, args, port)
     url = f"http://127.0.0.1:{port}/classify"
-    results = []
+    runs = []
     try:
         warm_up = Scenario("warm-up", 16, 1, 300)
         run_load(url, warm_up, *bodies[1], args.load_cpus)
         for scenario in scenarios:
-            body = bodies[scenario.images_per_request]
-            runs = []
-            for _ in range(args.repeats):
-                # CPU over the wall time of the whole run, the load process's start included:
-                # a server that polls while idle is charged for it.
-                pids = process_tree(process.pid)
-                cpu_before, started = cpu_seconds(pids), time.monotonic()
-                run = run_load(url, scenario, *body, args.load_cpus)
-                cores = (cpu_seconds(pids) - cpu_before) / (time.monotonic() - started)
-                runs.append(run | {"cores": cores})
-            result = Result(kind, scenario, runs)
+            # CPU over the wall time of the whole run, the load process's start included: a
+            # server that polls while idle is charged for it.
+            pids = process_tree(process.pid)
+            cpu_before, started = cpu_seconds(pids), time.monotonic()
+            run = run_load(url, scenario, *bodies[scenario.images_per_request], args.load_cpus)
+            cores = (cpu_seconds(pids) - cpu_before) / (time.monotonic() - started)
+            runs.append(run | {"cores": cores})
             print(
-                f"  {kind:9} {scenario.name:22} {result.requests_per_s:8.0f} req/s "
-                f"{result.images_per_s:8.0f} images/s  p99 {result.median('p99_ms'):7.1f} ms  "
-                f"CPU {result.median('cores'):.2f} cores",
+                f"  {kind:9} {scenario.name:22} {run['requests'] / run['seconds']:8.0f} req/s  "
+                f"p99 {run['p99_ms']:7.1f} ms  CPU {cores:.2f} cores",
                 flush=True,
             )
-            results.append(result)
         memory = rss_mb(process_tree(process.pid))
     finally:
         stop(process)
-    return Server(kind, results, ready_s, memory)
+    return Start(runs, ready_s, memory)
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -358,12 +382,17 @@ def summary(results: list[Result]) -> str:
 
 def servers_table(servers: list[Server]) -> str:
     lines = [
-        "| server | ready after (s) | processes | resident memory per process after the run (MB) |",
+        "| server | ready after (s), median (range) | processes "
+        "| resident memory per process after its runs (MB), heaviest round |",
         "|---|--:|--:|---|",
     ]
     for server in servers:
+        ready = server.ready_s
         memory = ", ".join(f"{mb:.0f}" for mb in sorted(server.rss_mb, reverse=True))
-        lines.append(f"| {server.name} | {server.ready_s:.1f} | {len(server.rss_mb)} | {memory} |")
+        lines.append(
+            f"| {server.name} | {np.median(ready):.1f} ({min(ready):.1f}-{max(ready):.1f}) "
+            f"| {len(server.rss_mb)} | {memory} |"
+        )
     return "\n".join(lines)
 
 
@@ -384,8 +413,9 @@ def report(args: argparse.Namespace, servers: list[Server], command: str) -> str
             "Runtime, dynamic batching up to 64 images); naive: FastAPI, a PyTorch forward pass "
             "per request in FastAPI's thread pool; LitServe: batches of up to 64 with a "
             f"{LITSERVE_BATCH_TIMEOUT_S * 1000:g} ms batch timeout, one torch thread",
-            f"- each scenario run {args.repeats} times against the same server: median req/s "
-            "(range), median latency percentiles, median CPU cores the server's processes used",
+            f"- {args.repeats} rounds; in each, every server in turn (the order rotating) is "
+            "started afresh and runs each scenario once: median req/s over the rounds (range), "
+            "median latency percentiles, median CPU cores the server's processes used",
             "- requests: JSON /classify with real 28x28 PNG test images in base64; latency in "
             "ms as seen by the load process",
             "",
@@ -433,7 +463,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Each run opens its connections afresh, and how the kernel splits them over the service's
     # workers moves a single run's figure by 15% or more on a 2-core machine: the median of
     # five is steadier than that of three.
-    parser.add_argument("--repeats", type=int, default=5, help="runs per scenario and server")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="rounds: runs per scenario and server"
+    )
     parser.add_argument("--output", default="reports/bench_serve.md")
     parser.add_argument(
         "--readme",
@@ -466,10 +498,13 @@ def main(argv: list[str] | None = None) -> None:
             path = Path(folder, f"body{count}")
             path.write_bytes(body)
             bodies[count] = (path, content_type)
-        servers = []
-        for kind in SERVERS:
-            print(f"{kind}:", flush=True)
-            servers.append(measure(kind, args, scenarios, bodies))
+        starts: dict[str, list[Start]] = {kind: [] for kind in SERVERS}
+        for round_number in range(args.repeats):
+            turn = round_number % len(SERVERS)
+            for kind in SERVERS[turn:] + SERVERS[:turn]:
+                print(f"round {round_number + 1} of {args.repeats}, {kind}:", flush=True)
+                starts[kind].append(measure(kind, args, scenarios, bodies))
+    servers = [Server(kind, scenarios, starts[kind]) for kind in SERVERS]
     command = " ".join(
         ["python scripts/bench_serve.py", *(argv if argv is not None else sys.argv[1:])]
     )
