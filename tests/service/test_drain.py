@@ -1,5 +1,5 @@
-"""SIGTERM under load, a killed worker, and how connections spread over the workers, on real
-`fmnist-serve` processes.
+"""SIGTERM under load, a killed worker, how connections spread over the workers, and the
+supervisor's SIGTTIN, SIGTTOU and SIGHUP, on real `fmnist-serve` processes.
 
 Drain: many 64-image /classify requests are sent and read by the server (the kernel shows every
 byte of them consumed), then SIGTERM. Every one of them must be answered 200; /readyz must fail
@@ -409,10 +409,9 @@ def test_a_worker_killed_with_sigkill_is_replaced(tmp_path):
         assert replacement <= workers(server.process.pid)
 
 
-def sockets_per_worker(port: int, worker_pids: set[int]) -> dict[int, tuple[set[str], int]]:
-    """Per worker process: the listening sockets on `port` it holds (their inodes), and how
-    many connections to it (the kernel's table gives each socket's inode and state; a
-    process's fds name the inodes it has)."""
+def port_sockets(port: int) -> tuple[set[str], set[str]]:
+    """The sockets on `port` (their inodes, as a process's fds name them): listening, and
+    connected, from the kernel's table of each socket's inode and state."""
     listening, established = set(), set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
@@ -420,6 +419,13 @@ def sockets_per_worker(port: int, worker_pids: set[int]) -> dict[int, tuple[set[
             if int(fields[1].rsplit(":", 1)[1], 16) == port:
                 inode = f"socket:[{fields[9]}]"
                 {"0A": listening, "01": established}.get(fields[3], set()).add(inode)
+    return listening, established
+
+
+def sockets_per_worker(port: int, worker_pids: set[int]) -> dict[int, tuple[set[str], int]]:
+    """Per worker process: the listening sockets on `port` it holds, and how many connections
+    to it."""
+    listening, established = port_sockets(port)
     held = {}
     for pid in worker_pids:
         links = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
@@ -471,6 +477,84 @@ def test_connections_opened_at_once_are_spread_over_the_workers(tmp_path):
                     writer.close()
 
         asyncio.run(check())
+
+
+def wait_for_workers(server: Server, count: int, started: int) -> set[int]:
+    """The supervisor's workers, once there are `count` and `started` have started in all."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while (
+        len(pids := workers(server.process.pid)) != count
+        or server.output().count("Application startup complete") < started
+    ):
+        assert server.process.poll() is None, f"the supervisor exited\n{server.output()}"
+        assert time.monotonic() < deadline, f"not {count} workers\n{server.output()}"
+        time.sleep(0.1)
+    return pids
+
+
+def assert_a_socket_each(server: Server, pids: set[int]) -> None:
+    """Each worker holds one listening socket of its own, and those are all the port has."""
+    held = sockets_per_worker(server.port, pids)
+    listeners = [listener for listener, _ in held.values()]
+    assert all(len(listener) == 1 for listener in listeners), held
+    assert set.union(*listeners) == port_sockets(server.port)[0], held
+    assert len(set.union(*listeners)) == len(pids), held
+
+
+def test_sigttin_and_sigttou_add_and_remove_a_worker_with_its_socket(tmp_path):
+    with fmnist_serve(tmp_path, workers=2) as server:
+        first = workers(server.process.pid)
+        os.kill(server.process.pid, signal.SIGTTIN)
+        added = wait_for_workers(server, 3, started=3) - first
+        assert len(added) == 1
+        assert_a_socket_each(server, first | added)
+
+        async def connections_per_worker() -> dict[int, int]:
+            writers = await open_and_use(server.port, 48)
+            try:
+                held = sockets_per_worker(server.port, workers(server.process.pid))
+                return {pid: count for pid, (_, count) in held.items()}
+            finally:
+                for writer in writers:
+                    writer.close()
+
+        # The new worker's socket takes its share of new connections (none, by chance, for
+        # 1 in 3e8).
+        assert asyncio.run(connections_per_worker())[added.pop()] > 0
+        os.kill(server.process.pid, signal.SIGTTOU)  # the last one added goes
+        deadline = time.monotonic() + DRAIN_S
+        while workers(server.process.pid) != first or len(port_sockets(server.port)[0]) != 2:
+            assert time.monotonic() < deadline, f"no worker removed\n{server.output()}"
+            time.sleep(0.1)
+        assert_a_socket_each(server, first)
+        assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+
+
+def test_sighup_replaces_every_worker_while_requests_are_served(tmp_path):
+    """SIGHUP starts a new worker on each slot's socket and stops the old one once the new one
+    is ready: requests sent throughout are all answered."""
+    with fmnist_serve(tmp_path, workers=2) as server:
+        old = workers(server.process.pid)
+        body, content_type = multipart(1)
+        statuses = []
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+
+            def classify() -> None:
+                headers = {"Content-Type": content_type, "Connection": "close"}
+                statuses.append(client.post("/classify", content=body, headers=headers))
+
+            os.kill(server.process.pid, signal.SIGHUP)
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while (new := workers(server.process.pid)) & old or len(new) != 2:
+                assert time.monotonic() < deadline, f"not replaced\n{server.output()}"
+                classify()
+            for _ in range(20):
+                classify()
+        assert len(statuses) > 20
+        assert [r.status_code for r in statuses] == [200] * len(statuses), [
+            r.text for r in statuses if r.status_code != 200
+        ]
+        assert_a_socket_each(server, new)
 
 
 def test_a_second_server_on_the_same_port_refuses_to_start(tmp_path):
