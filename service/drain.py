@@ -23,13 +23,16 @@ the delay, and a third exits at once. Where no uvicorn server handles the signal
 in-process by tests, or by another server), nothing is installed.
 
 Under several workers, each worker drains this way; `fmnist-serve`'s supervisor passes the signal
-on at once and closes its own copy of the listening socket (see `service.server`).
+on at once and closes its own copy of the listening socket (see `service.server`). A worker whose
+supervisor dies without passing anything on (SIGKILL, a crash) drains the same way: left
+serving, it would hold the port, and a new server could not start on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import signal
 import threading
 import time
@@ -61,11 +64,12 @@ class Drain:
         self._handlers: dict[int, Any] = {}  # the server's own, by signal
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._supervisor_sentinel: int | None = None
 
     def install(self) -> bool:
         """Take over the SIGTERM and SIGINT handlers of the uvicorn server that runs this process
-        (uvicorn installs them before the app starts). False when no uvicorn server handles
-        them."""
+        (uvicorn installs them before the app starts), and watch the supervisor that started it,
+        if any. False when no uvicorn server handles the signals."""
         if threading.current_thread() is not threading.main_thread():
             return False
         server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
@@ -78,10 +82,16 @@ class Drain:
             if getattr(handler, "__self__", None) is server:
                 self._handlers[sig] = handler
                 signal.signal(sig, self._on_signal)
+        supervisor = multiprocessing.parent_process()
+        if supervisor is not None and supervisor.sentinel is not None:
+            # A pipe whose other end only the supervisor holds: readable once it has exited.
+            self._supervisor_sentinel = supervisor.sentinel
+            self._loop.add_reader(supervisor.sentinel, self._on_supervisor_exit, supervisor.pid)
         return True
 
     def uninstall(self) -> None:
         """Give the signals back to the server (the app is shutting down)."""
+        self._stop_watching_supervisor()
         for sig, handler in self._handlers.items():
             if signal.getsignal(sig) == self._on_signal:
                 signal.signal(sig, handler)
@@ -100,6 +110,16 @@ class Drain:
             self._loop.call_soon_threadsafe(self._begin, self.server, sig, frame)
         elif sig == signal.SIGINT:
             self._handlers[sig](sig, frame)  # uvicorn: stop now; once more, exit at once
+
+    def _on_supervisor_exit(self, pid: int | None) -> None:
+        self._stop_watching_supervisor()
+        log.warning("the supervisor (process %s) has exited", pid)
+        self._on_signal(signal.SIGTERM, None)
+
+    def _stop_watching_supervisor(self) -> None:
+        if self._loop is not None and self._supervisor_sentinel is not None:
+            self._loop.remove_reader(self._supervisor_sentinel)
+            self._supervisor_sentinel = None
 
     def _begin(self, server: uvicorn.Server, sig: int, frame: FrameType | None) -> None:
         self._task = asyncio.get_running_loop().create_task(

@@ -1,5 +1,5 @@
-"""SIGTERM under load, a killed worker, how connections spread over the workers, and the
-supervisor's SIGTTIN, SIGTTOU and SIGHUP, on real `fmnist-serve` processes.
+"""SIGTERM under load, a killed worker or supervisor, how connections spread over the workers,
+and the supervisor's SIGTTIN, SIGTTOU and SIGHUP, on real `fmnist-serve` processes.
 
 Drain: many 64-image /classify requests are sent and read by the server (the kernel shows every
 byte of them consumed), then SIGTERM. Every one of them must be answered 200; /readyz must fail
@@ -52,9 +52,12 @@ class Server:
 
 
 @contextmanager
-def fmnist_serve(tmp_path: Path, workers: int, **env: str) -> Iterator[Server]:
-    """`fmnist-serve --workers N` on a free port, ready on entry, killed on exit if still up."""
-    port = free_port()
+def fmnist_serve(
+    tmp_path: Path, workers: int, port: int | None = None, **env: str
+) -> Iterator[Server]:
+    """`fmnist-serve --workers N` on `port` (default: a free one), ready on entry, killed on
+    exit if still up."""
+    port = port or free_port()
     log = tmp_path / f"serve-{port}.log"
     environment = {
         **os.environ,
@@ -555,6 +558,27 @@ def test_sighup_replaces_every_worker_while_requests_are_served(tmp_path):
             r.text for r in statuses if r.status_code != 200
         ]
         assert_a_socket_each(server, new)
+
+
+def test_workers_drain_and_exit_when_the_supervisor_is_killed(tmp_path):
+    """A supervisor killed with SIGKILL passes nothing on; its workers notice it is gone and
+    drain as on SIGTERM instead of serving on as orphans, which would hold the port: a new
+    server then starts on it."""
+    with fmnist_serve(tmp_path, workers=2) as server:
+        pids = workers(server.process.pid)
+        try:
+            server.process.kill()
+            server.process.wait()
+            deadline = time.monotonic() + DRAIN_S
+            while not all(gone(pid) for pid in pids):
+                assert time.monotonic() < deadline, f"workers still running\n{server.output()}"
+                time.sleep(0.1)
+        finally:
+            for pid in pids:
+                _kill(pid)
+        assert server.output().count("the supervisor (process") == 2, server.output()
+    with fmnist_serve(tmp_path, workers=2, port=server.port) as again:
+        assert httpx.get(f"{again.url}/readyz", timeout=10).status_code == 200
 
 
 def test_a_second_server_on_the_same_port_refuses_to_start(tmp_path):
