@@ -396,8 +396,13 @@ def servers_table(servers: list[Server]) -> str:
     return "\n".join(lines)
 
 
-def report(args: argparse.Namespace, servers: list[Server], command: str) -> str:
+def results_block(servers: list[Server]) -> str:
+    """The headline and both tables: the report's body and the README's bench block."""
     results = [r for server in servers for r in server.results]
+    return f"{summary(results)}\n\n{table(results)}\n\n{servers_table(servers)}"
+
+
+def report(args: argparse.Namespace, servers: list[Server], command: str) -> str:
     return "\n".join(
         [
             "# Serving benchmark: the service, a naive FastAPI server and LitServe",
@@ -419,11 +424,7 @@ def report(args: argparse.Namespace, servers: list[Server], command: str) -> str
             "- requests: JSON /classify with real 28x28 PNG test images in base64; latency in "
             "ms as seen by the load process",
             "",
-            summary(results),
-            "",
-            table(results),
-            "",
-            servers_table(servers),
+            results_block(servers),
             "",
         ]
     )
@@ -514,9 +515,7 @@ def main(argv: list[str] | None = None) -> None:
     Path(args.output).write_text(text)
     readme = args.readme.read_text() if args.readme.is_file() else ""
     if markers("bench")[0] in readme:
-        results = [r for server in servers for r in server.results]
-        block = f"{summary(results)}\n\n{table(results)}\n\n{servers_table(servers)}"
-        args.readme.write_text(replace_block(readme, "bench", block))
+        args.readme.write_text(replace_block(readme, "bench", results_block(servers)))
         print(f"updated the bench block in {args.readme}")
 
 

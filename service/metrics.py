@@ -3,6 +3,8 @@ process, as in tests). With several uvicorn workers each process counts for itse
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -53,30 +55,27 @@ class Metrics:
             registry=self.registry,
         )
 
-        # labels() takes a lock and checks its arguments on every call: once per label set is
-        # enough (route templates, methods, statuses, models and operations are few).
-        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._batch_series: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
+        self._children: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, status)
-        series = self._request_series.get(key)
-        if series is None:
-            labels = (method, route, str(status))
-            series = self.requests.labels(*labels), self.latency.labels(*labels)
-            self._request_series[key] = series
-        count, latency = series
+        count, latency = self._labelled((self.requests, self.latency), method, route, str(status))
         count.inc()
         latency.observe(seconds)
 
     def observe_batch(self, model: str, op: str, size: int, seconds: float) -> None:
-        series = self._batch_series.get((model, op))
-        if series is None:
-            series = self.batch_size.labels(model, op), self.inference.labels(model, op)
-            self._batch_series[model, op] = series
-        sizes, durations = series
+        sizes, durations = self._labelled((self.batch_size, self.inference), model, op)
         sizes.observe(size)
         durations.observe(seconds)
+
+    def _labelled(self, metrics: tuple[Any, ...], *labels: str) -> tuple[Any, ...]:
+        """`metric.labels(*labels)` for each of `metrics`, looked up once per label set:
+        labels() takes a lock and checks its arguments on every call, and route templates,
+        methods, statuses, models and operations are few."""
+        key = (*metrics, *labels)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = tuple(metric.labels(*labels) for metric in metrics)
+        return children
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
