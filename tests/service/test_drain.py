@@ -387,15 +387,8 @@ def test_a_worker_killed_with_sigkill_is_replaced(tmp_path):
             for _ in range(20):
                 response = client.get("/readyz", headers={"Connection": "close"})
                 assert response.status_code == 200
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while len(replacement := workers(server.process.pid) - {first, second}) != 1:
-            assert server.process.poll() is None, f"the supervisor exited\n{server.output()}"
-            assert time.monotonic() < deadline, f"no new worker\n{server.output()}"
-            time.sleep(0.1)
-        while server.output().count("Application startup complete") < 3:
-            assert server.process.poll() is None, f"the supervisor exited\n{server.output()}"
-            assert time.monotonic() < deadline, f"the new worker did not start\n{server.output()}"
-            time.sleep(0.1)
+        replacement = wait_for_workers(server, 2, started=3) - {first, second}
+        assert len(replacement) == 1
         # With the other original worker gone too, the replacement alone answers.
         os.kill(second, signal.SIGKILL)
         while gone(second) is False:
