@@ -30,8 +30,12 @@ from pydantic import (
     model_validator,
 )
 
+from ml.calibration import T_RANGE
 from ml.fashion_mnist import CLASS_NAMES, IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
 from ml.graphs import GRAPHS
+from ml.ood import FEATURES as OOD_FEATURES
+from ml.ood import FLAG_RATES
+from ml.ood import METHOD as OOD_METHOD
 from ml.registry import EMBEDDING_LAYERS, Kind, get_spec
 
 CARD_FORMAT = 2
@@ -178,6 +182,68 @@ class Onnx(Section):
     graphs: dict[str, FileEntry]
 
 
+class CalibrationMetrics(Section):
+    accuracy: Fraction
+    ece: Fraction
+    nll: NonNegativeFloat
+    brier: Annotated[float, Field(ge=0.0, le=2.0)]
+
+
+class Calibration(Section):
+    """The temperature that calibrates the probabilities (`ml.calibration`)."""
+
+    method: Literal["temperature"]
+    temperature: float = Field(ge=T_RANGE[0], le=T_RANGE[1])
+    fitted_on: Literal["validation"]
+    ece_bins: PositiveInt
+    metrics: dict[
+        Literal["validation", "test"],
+        dict[Literal["uncalibrated", "calibrated"], CalibrationMetrics],
+    ]
+
+    @model_validator(mode="after")
+    def _changes_no_prediction(self) -> Calibration:
+        for split, versions in self.metrics.items():
+            if set(versions) != {"uncalibrated", "calibrated"}:
+                raise ValueError(f"calibration metrics of {split} need uncalibrated and calibrated")
+            if versions["uncalibrated"].accuracy != versions["calibrated"].accuracy:
+                raise ValueError(
+                    f"a temperature changes no prediction, but the {split} accuracy differs "
+                    "before and after calibration"
+                )
+        return self
+
+
+class OodSet(Section):
+    count: PositiveInt
+    auroc: Fraction
+    fpr_at_95_tpr: Fraction
+
+
+class Ood(Section):
+    """The out-of-distribution score's statistics and thresholds (`ml.ood`)."""
+
+    method: Literal[OOD_METHOD]
+    features: Literal[OOD_FEATURES]
+    fitted_on: Literal["train"]
+    statistics: FileEntry
+    thresholds: dict[str, NonNegativeFloat]
+    default_flag_rate: str
+    flagged: dict[Literal["validation", "test"], dict[str, Fraction]]
+    sets: dict[str, OodSet]
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> Ood:
+        if list(self.thresholds) != list(FLAG_RATES):
+            raise ValueError(f"ood.thresholds must be those of the flag rates {list(FLAG_RATES)}")
+        values = list(self.thresholds.values())
+        if values != sorted(values, reverse=True):
+            raise ValueError("a higher flag rate needs a lower threshold")
+        if self.default_flag_rate not in self.thresholds:
+            raise ValueError(f"ood.default_flag_rate must be one of {list(FLAG_RATES)}")
+        return self
+
+
 class Card(Section):
     format: Literal[1, 2]
     name: str
@@ -195,6 +261,8 @@ class Card(Section):
     versions: dict[str, str]
     weights: FileEntry
     onnx: Onnx | None = None
+    calibration: Calibration | None = None  # classifiers; cards fitted by fmnist-calibrate
+    ood: Ood | None = None
 
     @field_validator("class_names")
     @classmethod
@@ -218,6 +286,7 @@ class Card(Section):
         spec.check_hyper_parameters(self.hyper_parameters)
         self._check_metrics()
         self._check_layers()
+        self._check_trust()
         if self.format >= 2:
             self._check_rerun_record()
         return self
@@ -262,6 +331,22 @@ class Card(Section):
                 )
         if self.onnx is not None and set(self.onnx.graphs) != set(GRAPHS[self.kind]):
             raise ValueError(f"onnx.graphs must be {', '.join(sorted(GRAPHS[self.kind]))}")
+
+    def _check_trust(self) -> None:
+        if self.kind != "classifier":
+            if self.calibration is not None or self.ood is not None:
+                raise ValueError("only a classifier has calibration and ood records")
+            return
+        if (self.calibration is None) != (self.ood is None):
+            raise ValueError("calibration and ood are fitted together: the card needs both")
+        if self.calibration is None:
+            return
+        for split, versions in self.calibration.metrics.items():
+            accuracy = self.metrics[split]["accuracy"]
+            if abs(versions["calibrated"].accuracy - accuracy) > ACCURACY_TOLERANCE:
+                raise ValueError(
+                    f"the calibration's {split} accuracy is not the card's ({accuracy})"
+                )
 
     def _check_rerun_record(self) -> None:
         training = self.training

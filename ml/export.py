@@ -26,7 +26,7 @@ from ml.cards import CheckpointError, file_entry
 from ml.checkpoint import load_model, write_card
 from ml.fashion_mnist import IMAGE_SIZE
 from ml.graphs import GRAPHS, Graph, graph_file
-from ml.models import Classifier, ConvVAE, kl_to_standard_normal
+from ml.models import Classifier, ConvVAE, kl_to_standard_normal, layer_statistics
 from ml.registry import MODELS, get_spec
 
 OPSET = 18
@@ -42,9 +42,10 @@ class ClassifierForward(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        penultimate = self.model.features(images)
+        activations = self.model.trunk(images)
+        penultimate = self.model.penultimate(activations[-1])
         logits = self.model.head(penultimate)
-        return torch.softmax(logits, dim=1), logits, penultimate
+        return torch.softmax(logits, dim=1), logits, penultimate, layer_statistics(activations)
 
 
 def bce_per_image(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:

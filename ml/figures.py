@@ -193,6 +193,38 @@ def plot_confusion(confusion: list[list[int]], name: str, path: Path) -> Path:
     return _save(fig, path)
 
 
+RELIABILITY_MIN_IMAGES = 20  # bins with fewer images are too noisy to draw
+
+
+def plot_reliability(bins: dict[str, dict[str, list[dict]]], name: str, path: Path) -> Path:
+    """Reliability diagrams: per confidence bin, accuracy against mean confidence, before and
+    after calibration, one panel per split (`bins` as `ml.calibration.reliability` gives them)."""
+    fig, axes = _subplots(1, len(bins), (5 * len(bins), 4.8))
+    for ax, (split, versions) in zip(axes[0], bins.items(), strict=True):
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+        for (version, rows), colour in zip(versions.items(), ("tab:red", "tab:blue"), strict=True):
+            drawn = [r for r in rows if r["count"] >= RELIABILITY_MIN_IMAGES]
+            confidence = [r["confidence"] for r in drawn]
+            accuracy = [r["accuracy"] for r in drawn]
+            total = sum(r["count"] for r in rows)
+            sizes = [max(6.0, 400 * r["count"] / total) for r in drawn]
+            ax.plot(confidence, accuracy, color=colour, label=version)
+            ax.scatter(confidence, accuracy, s=sizes, color=colour, alpha=0.6)
+        ax.set_xlim(0.2, 1)
+        ax.set_ylim(0.2, 1)
+        ax.set_xlabel("mean confidence in the bin")
+        ax.set_ylabel("accuracy in the bin")
+        ax.set_title(f"{name}: {split}", fontsize=10)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(
+        f"15 equal-width bins; bins of at least {RELIABILITY_MIN_IMAGES} images, dot area by "
+        "images",
+        fontsize=8,
+        y=0.02,
+    )
+    return _save(fig, path)
+
+
 def plot_mistakes(
     images: np.ndarray,
     labels: np.ndarray,

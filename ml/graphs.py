@@ -26,8 +26,9 @@ GRAPHS: dict[Kind, dict[str, Graph]] = {
     "classifier": {
         "forward": Graph(
             "images",
-            ("probabilities", "logits", "penultimate"),
-            "class probabilities (softmax), logits, and the penultimate layer's features",
+            ("probabilities", "logits", "penultimate", "layer_statistics"),
+            "class probabilities (softmax, uncalibrated), logits, the penultimate layer's "
+            "features, and each convolution's per-channel mean and standard deviation",
         ),
     },
     "autoencoder": {

@@ -24,14 +24,29 @@ def _pad_to_32(normalised: torch.Tensor) -> torch.Tensor:
 class Classifier(nn.Module):
     """A convolutional trunk, then a penultimate feature vector, then the logits."""
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def trunk(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The activations of each convolutional layer, first to last."""
+        raise NotImplementedError
+
+    def penultimate(self, last: torch.Tensor) -> torch.Tensor:
+        """The penultimate features from the trunk's last activations."""
         raise NotImplementedError
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.penultimate(self.trunk(x)[-1])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+def layer_statistics(activations: list[torch.Tensor]) -> torch.Tensor:
+    """Per image, each channel's mean and standard deviation over the image, layer after layer:
+    how the image looks to every convolution, which the out-of-distribution score (`ml.ood`)
+    compares with the training images'. N x (2 x all channels)."""
+    return torch.cat([torch.cat([a.mean((2, 3)), a.std((2, 3))], 1) for a in activations], 1)
 
 
 class LeNet5(Classifier):
@@ -45,11 +60,12 @@ class LeNet5(Classifier):
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, num_classes)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = _pad_to_32(_normalise(x))
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = F.relu(self.fc1(x.flatten(1)))
+    def trunk(self, x: torch.Tensor) -> list[torch.Tensor]:
+        first = F.relu(self.conv1(_pad_to_32(_normalise(x))))
+        return [first, F.relu(self.conv2(F.max_pool2d(first, 2)))]
+
+    def penultimate(self, last: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.fc1(F.max_pool2d(last, 2).flatten(1)))
         return F.relu(self.fc2(x))
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
@@ -77,12 +93,13 @@ class MyNet(Classifier):
         self.fc1 = nn.Linear(64 * 8 * 8, 128)
         self.fc2 = nn.Linear(128, num_classes)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = _pad_to_32(_normalise(x))
-        x = F.max_pool2d(self.conv1(x), 2)  # 32 -> 16
-        x = F.max_pool2d(self.conv2(x), 2)  # 16 -> 8
-        x = self.conv3(x).flatten(1)
-        return F.relu(self.fc1(self.dropout(x)))
+    def trunk(self, x: torch.Tensor) -> list[torch.Tensor]:
+        first = self.conv1(_pad_to_32(_normalise(x)))  # 32 x 32
+        second = self.conv2(F.max_pool2d(first, 2))  # 16 x 16
+        return [first, second, self.conv3(F.max_pool2d(second, 2))]  # 8 x 8
+
+    def penultimate(self, last: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.fc1(self.dropout(last.flatten(1))))
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.dropout(features))

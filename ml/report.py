@@ -80,6 +80,44 @@ NOTES = [
 ]
 
 
+def trust_tables(cards: dict[str, dict[str, Any]]) -> str:
+    """Each classifier's calibration (before and after its temperature) and how its OOD score
+    separates the test set from the sets of `ml.ood_sets`, from the cards' trust records."""
+    classifiers = {name: card for name, card in cards.items() if card.get("calibration")}
+    lines = [
+        "| model | temperature | split | ECE | NLL | Brier | accuracy |",
+        "|---|--:|---|--:|--:|--:|--:|",
+    ]
+    for name, card in classifiers.items():
+        calibration = card["calibration"]
+        for split, versions in calibration["metrics"].items():
+            before, after = versions["uncalibrated"], versions["calibrated"]
+            lines.append(
+                f"| `{name}` | {calibration['temperature']:.3f} | {split} "
+                f"| {before['ece']:.2%} → **{after['ece']:.2%}** "
+                f"| {before['nll']:.3f} → **{after['nll']:.3f}** "
+                f"| {before['brier']:.4f} → **{after['brier']:.4f}** "
+                f"| {after['accuracy']:.2%} |"
+            )
+    sets = list(next(iter(classifiers.values()))["ood"]["sets"]) if classifiers else []
+    lines += [
+        "",
+        "| model | "
+        + " | ".join(f"{s.replace('_', '-')} (AUROC / missed)" for s in sets)
+        + " | test garments flagged |",
+        "|---|" + "--:|" * (len(sets) + 1),
+    ]
+    for name, card in classifiers.items():
+        ood = card["ood"]
+        rate = ood["default_flag_rate"]
+        cells = [
+            f"{ood['sets'][s]['auroc']:.3f} / {ood['sets'][s]['fpr_at_95_tpr']:.1%}" for s in sets
+        ]
+        flagged = f"{ood['flagged']['test'][rate]:.1%} (validation {float(rate):.0%})"
+        lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {flagged} |")
+    return "\n".join(lines)
+
+
 def replace_block(text: str, name: str, block: str) -> str:
     """`text` with what lies between the `name` markers replaced by `block`."""
     start_marker, end_marker = markers(name)
@@ -114,6 +152,12 @@ def write_reports_readme(cards: dict[str, dict[str, Any]], path: Path) -> Path:
         "10,000-image test set; see the top-level README for how each was used.",
         "",
         results_table(cards),
+        "",
+        "Calibration (ECE with 15 bins) and the out-of-distribution score (AUROC against the "
+        "test set, and the share of each set missed when 95% of test garments pass; see "
+        "`ml/ood_sets.py`), from the cards' `calibration` and `ood` records:",
+        "",
+        trust_tables(cards),
     ]
     for name, card in cards.items():
         training = card["training"]
@@ -137,6 +181,8 @@ def write_reports_readme(cards: dict[str, dict[str, Any]], path: Path) -> Path:
                 "",
             ]
         parts += [f"![{name} {figure}]({name}_{figure}.png)" for figure in FIGURES[card["kind"]]]
+        if card.get("calibration"):
+            parts.append(f"![{name} reliability]({name}_reliability.png)")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts) + "\n")
     return path

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ml.augment import augment_batch
+from ml.calibrate import fit_trust
 from ml.card_schema import command_options
 from ml.checkpoint import save_checkpoint
 from ml.data import (
@@ -273,10 +274,18 @@ def train_model(
     }
     card = save_checkpoint(spec.name, model, card, options.checkpoint_dir)
     card = export_graphs(spec.name, model, card, options.checkpoint_dir)
+    reliability_bins = None
+    if spec.kind == "classifier":
+        card, reliability_bins = fit_trust(
+            spec.name, model, card, data, options.checkpoint_dir, device, options.seed
+        )
     if options.figures:
-        from ml.figures import draw_figures
+        from ml.figures import draw_figures, plot_reliability
 
         draw_figures(spec.name, model, card, data, options.reports_dir, device)
+        if reliability_bins is not None:
+            path = options.reports_dir / f"{spec.name}_reliability.png"
+            plot_reliability(reliability_bins, spec.name, path)
     return card
 
 

@@ -11,6 +11,10 @@ and drives each with a fixed number of JSON /classify requests, `{"images": [bas
 (the one body all three accept: LitServe cannot pass a multipart upload to its inference
 process): single images at concurrency 1, 16 and 64, then 64-image requests at concurrency 4.
 
+With `--baseline REV` a fourth server, `baseline`, is the service as of git revision REV (its
+code and its checkpoints, from a temporary worktree), run like `service`: what a change costs or
+gains, side by side. `--servers` runs a subset, e.g. `--servers service,baseline`.
+
 It runs `--repeats` rounds. In each, every server in turn (the order rotating from round to
 round) is started afresh, warmed up, runs each scenario once and is stopped: the speed of a
 shared machine drifts by 15% or more over minutes, and measuring the servers one after another,
@@ -25,6 +29,7 @@ puts the headline and the tables in the README's bench block.
 
     python scripts/bench_serve.py
     python scripts/bench_serve.py --requests 500   # a quicker run
+    python scripts/bench_serve.py --baseline HEAD~1 --servers service,baseline
 """
 
 from __future__ import annotations
@@ -64,7 +69,8 @@ from service.imaging import decode
 
 REPO = Path(__file__).resolve().parents[1]
 LOAD_GENERATOR = Path(__file__).with_name("load_generator.py")
-SERVERS = ("naive", "litserve", "service")
+SERVERS = ("naive", "litserve", "service", "baseline")
+PEERS = ("naive", "litserve", "baseline")  # the servers each result is compared with
 LITSERVE_BATCH_TIMEOUT_S = 0.005
 
 
@@ -227,24 +233,29 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-READY_PATHS = {"naive": "/openapi.json", "litserve": "/health", "service": "/readyz"}
+READY_PATHS = {
+    "naive": "/openapi.json",
+    "litserve": "/health",
+    "service": "/readyz",
+    "baseline": "/readyz",
+}
 
 
 def start_server(kind: str, args: argparse.Namespace, port: int) -> tuple[subprocess.Popen, float]:
     """The server, ready; and the seconds from its start until it answered its ready path."""
-    if kind == "service":
+    tree, checkpoint_dir = REPO, args.checkpoint_dir
+    if kind in ("service", "baseline"):
         command = [sys.executable, "-m", "service.server", "--port", str(port)]
+        if kind == "baseline":  # `python -m` runs the worktree's code: its folder comes first
+            tree, checkpoint_dir = args.baseline_tree, str(args.baseline_tree / "checkpoints")
     else:
         command = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
         command += ["--model", args.model, "--checkpoint-dir", args.checkpoint_dir]
-    env = {
-        **os.environ,
-        "FMNIST_CHECKPOINT_DIR": args.checkpoint_dir,
-    }
+    env = {**os.environ, "FMNIST_CHECKPOINT_DIR": checkpoint_dir}
     env.pop("FMNIST_API_KEY", None)
     started = time.monotonic()
     process = subprocess.Popen(  # noqa: S603  this interpreter running this repository's code
-        command, cwd=REPO, env=env, preexec_fn=lambda: os.sched_setaffinity(0, args.server_cpus)
+        command, cwd=tree, env=env, preexec_fn=lambda: os.sched_setaffinity(0, args.server_cpus)
     )
     deadline = started + 120
     while time.monotonic() < deadline:
@@ -328,10 +339,12 @@ def stop(process: subprocess.Popen) -> None:
 
 def table(results: list[Result]) -> str:
     by_key = {(r.server, r.scenario): r for r in results}
+    peers = [peer for peer in PEERS if any(r.server == peer for r in results)]
+    names = {"naive": "naive", "litserve": "LitServe", "baseline": "baseline"}
     lines = [
         "| server | requests | concurrency | req/s (range) | images/s | p50 ms | p90 ms | p99 ms "
-        "| errors | CPU cores used | vs naive | vs LitServe |",
-        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| errors | CPU cores used | " + " | ".join(f"vs {names[p]}" for p in peers) + " |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|" + "--:|" * len(peers),
     ]
     order = {server: i for i, server in enumerate(SERVERS[::-1])}
     for r in sorted(
@@ -342,7 +355,7 @@ def table(results: list[Result]) -> str:
             f"{r.requests_per_s / base.requests_per_s:.2f}x"
             if (base := by_key.get((peer, r.scenario)))
             else ""
-            for peer in ("naive", "litserve")
+            for peer in peers
         ]
         lines.append(
             f"| {r.server} | {r.scenario.requests} x {r.scenario.images_per_request} image(s) "
@@ -350,30 +363,53 @@ def table(results: list[Result]) -> str:
             f"({min(r.each_requests_per_s):.0f}-{max(r.each_requests_per_s):.0f}) "
             f"| {r.images_per_s:.0f} "
             + "".join(f"| {r.median(key):.1f} " for key in ("p50_ms", "p90_ms", "p99_ms"))
-            + f"| {r.errors} | {r.median('cores'):.2f} | {ratios[0]} | {ratios[1]} |"
+            + f"| {r.errors} | {r.median('cores'):.2f} | "
+            + " | ".join(ratios)
+            + " |"
         )
     return "\n".join(lines)
 
 
 def summary(results: list[Result]) -> str:
-    """The headline: the service against both peers at the highest concurrency."""
+    """The headline: the service against its peers at the highest concurrency."""
     single = [r for r in results if r.scenario.images_per_request == 1]
     top = max(r.scenario.concurrency for r in single)
     at_top = {r.server: r for r in single if r.scenario.concurrency == top}
-    service, naive, litserve = at_top["service"], at_top["naive"], at_top["litserve"]
     bulk = {r.server: r for r in results if r.scenario.images_per_request > 1}
-
-    def rate(r: Result) -> str:
-        return (
-            f"{r.requests_per_s:.0f} req/s "
-            f"(range {min(r.each_requests_per_s):.0f}-{max(r.each_requests_per_s):.0f})"
+    service = at_top["service"]
+    lines = []
+    if "naive" in at_top and "litserve" in at_top:
+        lines.append(peers_summary(top, service, at_top["naive"], at_top["litserve"], bulk))
+    if "baseline" in at_top:
+        baseline = at_top["baseline"]
+        per_request = {
+            r.server: 1000 * r.median("cores") / r.requests_per_s for r in (service, baseline)
+        }
+        lines.append(
+            f"Against the baseline revision at concurrency {top}: {_rate(service)} against "
+            f"{_rate(baseline)}, **{service.requests_per_s / baseline.requests_per_s:.3f}x**, "
+            f"p99 {service.median('p99_ms'):.0f} against {baseline.median('p99_ms'):.0f} ms, "
+            f"{per_request['service']:.2f} against {per_request['baseline']:.2f} ms of server "
+            "CPU per request."
         )
+    return " ".join(lines)
 
+
+def _rate(r: Result) -> str:
     return (
-        f"At concurrency {top} (single-image requests) the service answered {rate(service)}, "
+        f"{r.requests_per_s:.0f} req/s "
+        f"(range {min(r.each_requests_per_s):.0f}-{max(r.each_requests_per_s):.0f})"
+    )
+
+
+def peers_summary(
+    top: int, service: Result, naive: Result, litserve: Result, bulk: dict[str, Result]
+) -> str:
+    return (
+        f"At concurrency {top} (single-image requests) the service answered {_rate(service)}, "
         f"**{service.requests_per_s / naive.requests_per_s:.2f}x** the naive server's "
-        f"{rate(naive)} and **{service.requests_per_s / litserve.requests_per_s:.2f}x** "
-        f"LitServe's {rate(litserve)}, with a p99 of {service.median('p99_ms'):.0f} ms "
+        f"{_rate(naive)} and **{service.requests_per_s / litserve.requests_per_s:.2f}x** "
+        f"LitServe's {_rate(litserve)}, with a p99 of {service.median('p99_ms'):.0f} ms "
         f"(naive {naive.median('p99_ms'):.0f} ms, LitServe {litserve.median('p99_ms'):.0f} ms). "
         f"With 64-image requests it classified {bulk['service'].images_per_s:.0f} images/s, "
         f"{bulk['service'].images_per_s / bulk['naive'].images_per_s:.2f}x the naive server."
@@ -467,6 +503,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--repeats", type=int, default=5, help="rounds: runs per scenario and server"
     )
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also run the service as of this git revision"
+    )
+    parser.add_argument(
+        "--servers",
+        type=lambda s: s.split(","),
+        help=f"comma-separated subset of {', '.join(SERVERS)} (default: all it has)",
+    )
     parser.add_argument("--output", default="reports/bench_serve.md")
     parser.add_argument(
         "--readme",
@@ -478,6 +522,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--serve", choices=["naive", "litserve"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def git(*arguments: str) -> None:
+    subprocess.run(["git", *arguments], cwd=REPO, check=True)  # noqa: S603, S607  git on REPO
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -499,13 +547,22 @@ def main(argv: list[str] | None = None) -> None:
             path = Path(folder, f"body{count}")
             path.write_bytes(body)
             bodies[count] = (path, content_type)
-        starts: dict[str, list[Start]] = {kind: [] for kind in SERVERS}
-        for round_number in range(args.repeats):
-            turn = round_number % len(SERVERS)
-            for kind in SERVERS[turn:] + SERVERS[:turn]:
-                print(f"round {round_number + 1} of {args.repeats}, {kind}:", flush=True)
-                starts[kind].append(measure(kind, args, scenarios, bodies))
-    servers = [Server(kind, scenarios, starts[kind]) for kind in SERVERS]
+        kinds = [k for k in SERVERS if k != "baseline" or args.baseline]
+        kinds = [k for k in kinds if k in (args.servers or kinds)]
+        if args.baseline:
+            args.baseline_tree = Path(folder, "baseline")
+            git("worktree", "add", "--detach", str(args.baseline_tree), args.baseline)
+        try:
+            starts: dict[str, list[Start]] = {kind: [] for kind in kinds}
+            for round_number in range(args.repeats):
+                turn = round_number % len(kinds)
+                for kind in kinds[turn:] + kinds[:turn]:
+                    print(f"round {round_number + 1} of {args.repeats}, {kind}:", flush=True)
+                    starts[kind].append(measure(kind, args, scenarios, bodies))
+        finally:
+            if args.baseline:
+                git("worktree", "remove", "--force", str(args.baseline_tree))
+    servers = [Server(kind, scenarios, starts[kind]) for kind in kinds]
     command = " ".join(
         ["python scripts/bench_serve.py", *(argv if argv is not None else sys.argv[1:])]
     )

@@ -1,5 +1,6 @@
 """Redraw every figure in reports/ from the shipped checkpoints, rewrite reports/README.md and the
-results table in the top-level README.
+results and trust tables in the top-level README (the reliability diagrams are drawn by
+`fmnist-calibrate`, which fits what they show).
 
     python scripts/make_figures.py [--checkpoints checkpoints] [--reports reports] [--data-dir DIR]
 """
@@ -14,7 +15,13 @@ from ml.checkpoint import load_model
 from ml.data import load_fashion_mnist
 from ml.devices import resolve_device
 from ml.figures import draw_figures
-from ml.report import load_cards, replace_block, results_table, write_reports_readme
+from ml.report import (
+    load_cards,
+    replace_block,
+    results_table,
+    trust_tables,
+    write_reports_readme,
+)
 
 
 def main() -> None:
@@ -36,10 +43,9 @@ def main() -> None:
         print(f"{name}: figures in {time.perf_counter() - started:.1f} s")
     print(f"wrote {write_reports_readme(cards, args.reports / 'README.md')}")
     if args.readme.is_file():
-        args.readme.write_text(
-            replace_block(args.readme.read_text(), "results", results_table(cards))
-        )
-        print(f"updated the results table in {args.readme}")
+        text = replace_block(args.readme.read_text(), "results", results_table(cards))
+        args.readme.write_text(replace_block(text, "trust", trust_tables(cards)))
+        print(f"updated the results and trust tables in {args.readme}")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ Without --url it starts the server itself (default `fmnist-serve`, with `--host 
 P` added), waits for /readyz and stops it with SIGTERM at the end. The requests come from
 `--concurrency` keep-alive connections (scripts/load_generator.py's HTTP client), each going
 round the request mix from its own place in it: real Fashion-MNIST test images (the page's
-bundled examples) sent to /classify, /embed, /reconstruct, /interpolate and /generate with JSON
-and PNG answers and every input style (multipart, raw image body, base64 and pixel JSON), and to
-the v2 inference routes in JSON and in the binary tensor extension, plus the probes, model
-listings and metadata (the two matplotlib charts less often, see CHARTS). Every operation of
+bundled examples) sent to /classify, /explain, /embed, /reconstruct, /interpolate and
+/generate with JSON and PNG answers and every input style (multipart, raw image body, base64
+and pixel JSON), and to the v2 inference routes in JSON and in the binary tensor extension, plus
+the probes, model listings and metadata (the two matplotlib charts and the explanations less
+often, see CHARTS and EXPLANATIONS). Every operation of
 /openapi.json must be in the mix, except loading and unloading repository models (they replace
 the models whose memory is being watched), and each kind of request must be answered as expected
 once before the load starts. Every few seconds the resident memory (VmRSS), open descriptors and
@@ -71,6 +72,7 @@ SAMPLE_S = 5.0
 # and, one connection after another, the load ends up queued behind charts. They come in one
 # round of the mix out of CHARTS, about 1 request in 450.
 ROUNDS = CHARTS = 32
+EXPLANATIONS = 4  # /explain in one round out of 4 (see the mix)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,6 +158,15 @@ def the_mix(images: list[bytes], versions: dict[str, str]) -> list[Call]:
         "/classify",
         "/classify?invert=false",
         (one, {"Content-Type": "image/png"}),
+    )
+    # An explanation is 50 forward passes, as many images as a full batch: sent in every round
+    # on 64 connections, they fill the model's queue past its bound and are refused 503.
+    post(
+        "explain",
+        "/explain",
+        "/explain?model=mynet",
+        multipart([("file", one)]),
+        every=EXPLANATIONS,
     )
     post("embed", "/embed", "/embed?model=mynet&layer=penultimate", four)
     post(

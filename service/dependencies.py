@@ -55,6 +55,20 @@ FormatQuery = Annotated[
     Literal["json", "png"] | None,
     Query(alias="format", description="response format; overrides the Accept header"),
 ]
+CalibratedQuery = Annotated[
+    bool,
+    Query(
+        description="calibrated probabilities (the model's logits divided by the temperature "
+        "fitted on validation data); false gives the plain softmax",
+    ),
+]
+OodQuery = Annotated[
+    Literal["flag", "refuse"],
+    Query(
+        description="images unlike the training data: flag them in the answer, or refuse the "
+        "request (422, naming them)",
+    ),
+]
 ScaleQuery = Annotated[int, Query(ge=1, le=16, description="PNG upscaling factor (nearest)")]
 
 

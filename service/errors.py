@@ -90,6 +90,12 @@ class InvalidParameter(ServiceError):
     status, code = 422, "invalid_parameter"
 
 
+class OutOfDistribution(ServiceError):
+    """Images flagged as unlike the training data, where the caller asked for them refused."""
+
+    status, code = 422, "out_of_distribution"
+
+
 class UnknownModel(ServiceError):
     status, code = 422, "unknown_model"
 

@@ -23,6 +23,8 @@ GAP = 2  # pixels between grid cells
 GAP_VALUE = 96  # mid-grey, visible between dark Fashion-MNIST backgrounds
 DPI = 100
 MAX_CHART_ROWS = 32  # a classification chart of more images would not be readable
+EXPLANATION_COLUMNS = 4  # panels per row of an explanation chart
+EXPLANATION_PANEL = (2.4, 2.8)  # inches per panel: the image, its colour bar and its title
 # The largest image grid drawn, width x height (as FMNIST_MAX_IMAGE_PIXELS bounds what is
 # decoded): 16 MiB of pixels to draw and a PNG to compress. 256 images at scale 16 would be
 # 104 megapixels.
@@ -58,9 +60,13 @@ def _figure_png(figure: Figure) -> bytes:
 
 
 def classification_chart(
-    images: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]
+    images: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    flags: np.ndarray,
 ) -> bytes:
-    """One row per image: the model's 28x28 input beside a bar chart of its probabilities."""
+    """One row per image: the model's 28x28 input beside a bar chart of its probabilities;
+    an image flagged as out of distribution (`flags`) says so in red above its bars."""
     rows = len(images)
     figure = _new_figure(figsize=(7.5, 1.9 * rows + 0.2), layout="constrained")
     axes = figure.subplots(rows, 2, squeeze=False, width_ratios=(1, 2.6))
@@ -77,7 +83,11 @@ def classification_chart(
         bars.invert_yaxis()
         bars.set_xlim(0, 1)
         bars.tick_params(axis="x", labelsize=7)
-        bars.set_title(f"{class_names[best]} ({probs[best]:.1%})", fontsize=9)
+        title = f"{class_names[best]} ({probs[best]:.1%})"
+        if flags[i]:
+            bars.set_title(f"{title}: unlike the training images", fontsize=9, color="tab:red")
+        else:
+            bars.set_title(title, fontsize=9)
     return _figure_png(figure)
 
 
@@ -86,8 +96,10 @@ def embedding_map(
     coordinates: np.ndarray,
     class_names: Sequence[str],
     title: str,
+    flags: np.ndarray | None = None,
 ) -> bytes:
-    """The training-set PCA map (points coloured by class) with the inputs numbered on it."""
+    """The training-set PCA map (points coloured by class) with the inputs numbered on it;
+    inputs flagged as out of distribution (`flags`, classifiers only) are red crosses."""
     figure = _new_figure(figsize=(8, 6.5), layout="constrained")
     axes = figure.subplots()
     points = np.asarray(pca_map["points"])
@@ -95,17 +107,23 @@ def embedding_map(
     for class_id, name in enumerate(class_names):
         chosen = points[labels == class_id]
         axes.scatter(chosen[:, 0], chosen[:, 1], s=6, alpha=0.45, label=name, color=f"C{class_id}")
-    axes.scatter(
-        coordinates[:, 0],
-        coordinates[:, 1],
-        s=160,
-        marker="*",
-        color="black",
-        edgecolors="white",
-        linewidths=0.8,
-        label="inputs",
-        zorder=3,
-    )
+    flagged = np.zeros(len(coordinates), bool) if flags is None else np.asarray(flags, bool)
+    for chosen, marker, colour, label in (
+        (~flagged, "*", "black", "inputs"),
+        (flagged, "X", "tab:red", "inputs unlike the training images"),
+    ):
+        if chosen.any():
+            axes.scatter(
+                coordinates[chosen, 0],
+                coordinates[chosen, 1],
+                s=160,
+                marker=marker,
+                color=colour,
+                edgecolors="white",
+                linewidths=0.8,
+                label=label,
+                zorder=3,
+            )
     for i, (x, y) in enumerate(coordinates):
         axes.annotate(str(i + 1), (x, y), xytext=(5, 5), textcoords="offset points", fontsize=9)
     ratios = pca_map.get("explained_variance_ratio", [0.0, 0.0])
@@ -115,6 +133,47 @@ def embedding_map(
     legend = axes.legend(fontsize=7, loc="best")
     for handle in legend.legend_handles:  # legend markers of one size, whatever the plot's
         handle.set_sizes([30])
+    return _figure_png(figure)
+
+
+def explanation_chart(
+    images: np.ndarray,
+    maps: np.ndarray,
+    class_ids: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+) -> bytes:
+    """Each model input in grey under its attribution map, EXPLANATION_COLUMNS panels a row: red
+    supports the class, blue counts against it, on a scale symmetric about 0 that is each map's
+    own (its colour bar) and more opaque where the attribution is larger; the title names the
+    class explained and its probability."""
+    count = len(images)
+    columns = min(count, EXPLANATION_COLUMNS)
+    rows = -(-count // columns)
+    width, height = EXPLANATION_PANEL
+    figure = _new_figure(figsize=(width * columns, height * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for panel in axes[count:]:
+        panel.set_axis_off()
+    for panel, image, attribution, class_id, probability in zip(
+        axes, images, maps, class_ids, probabilities, strict=False
+    ):
+        scale = float(np.abs(attribution).max()) or 1.0  # an all-zero map: any scale will do
+        panel.imshow(image, cmap="gray", vmin=0, vmax=1)
+        overlay = panel.imshow(
+            attribution,
+            cmap="RdBu_r",
+            vmin=-scale,
+            vmax=scale,
+            alpha=np.abs(attribution) / scale * 0.85,
+        )
+        panel.set_axis_off()
+        panel.set_title(f"{class_names[class_id]} ({probability:.1%})", fontsize=9)
+        bar = figure.colorbar(
+            overlay, ax=panel, orientation="horizontal", fraction=0.05, pad=0.02, format="{x:.2g}"
+        )
+        bar.set_ticks([-scale, 0, scale])
+        bar.ax.tick_params(labelsize=7)
     return _figure_png(figure)
 
 

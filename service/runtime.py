@@ -136,7 +136,11 @@ class Runtime:
             except ValueError as exc:
                 raise StartupError(f"FMNIST_DEVICE: {exc}") from None
             self.models[name] = self._serve(name, card, engine)
-        await self._warm_up()
+        for loaded in self.models.values():
+            try:
+                await self._warm(loaded)
+            except ValueError as exc:  # e.g. OOD statistics of another model's features
+                raise StartupError(f"model {loaded.name!r} failed its warm-up: {exc}") from None
         self._ready = True
 
     async def load(self, name: str) -> LoadedModel:
@@ -222,6 +226,7 @@ class Runtime:
             settings.device,
             threads,
             parts,
+            settings.ood_flag_rate,
         )
         log.info(
             "loaded %s (%s parameters, sha256 %s) on %s, %s with %d thread(s)%s",
@@ -259,10 +264,6 @@ class Runtime:
             batcher.start()
             loaded.batchers[op] = batcher
         return loaded
-
-    async def _warm_up(self) -> None:
-        for loaded in self.models.values():
-            await self._warm(loaded)
 
     async def _warm(self, loaded: LoadedModel) -> None:
         """One dummy batch through every operation, so the first request pays no set-up cost."""

@@ -7,7 +7,7 @@ service's.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,6 +63,14 @@ class Prediction(BaseModel):
     confidence: float = Field(description="probability of that class")
     top_k: list[ClassScore] = Field(description="the top_k classes, most probable first")
     probabilities: list[float] = Field(description="all 10 probabilities, indexed by class_id")
+    ood_score: float = Field(
+        description="how unlike the training images the image is: the squared Mahalanobis "
+        "distance of its features to the nearest class (higher is more unusual)"
+    )
+    out_of_distribution: bool = Field(
+        description="ood_score is above the threshold: probably not a Fashion-MNIST garment, "
+        "whatever its label says"
+    )
 
 
 class ClassifyResponse(BaseModel):
@@ -80,18 +88,34 @@ class ClassifyResponse(BaseModel):
                         {"class_id": 3, "label": "Dress", "probability": 0.006},
                     ],
                     "probabilities": [0.001, 0.991, 0.0, 0.006, 0.0, 0.0, 0.002, 0.0, 0.0, 0.0],
+                    "ood_score": 98.2,
+                    "out_of_distribution": False,
                 }
             ],
+            "calibrated": True,
+            "ood_threshold": 327.1,
+            "ood_flag_rate": 0.05,
         }
     )
     model: str
     class_names: list[str] = Field(description="class names indexed by class_id")
+    calibrated: bool = Field(description="whether the probabilities are calibrated")
+    ood_threshold: float = Field(description="the ood_score above which an image is flagged")
+    ood_flag_rate: float = Field(
+        description="the share of in-distribution (validation) images flagged at that threshold"
+    )
     predictions: list[Prediction] = Field(description="one per input image, in order")
 
 
 class Embedding(BaseModel):
     vector: list[float]
     coordinates: list[float] = Field(description="[x, y] on the training-set PCA map")
+    ood_score: float | None = Field(
+        None, description="classifiers: as in /classify (null for the autoencoder)"
+    )
+    out_of_distribution: bool | None = Field(
+        None, description="classifiers: as in /classify (null for the autoencoder)"
+    )
 
 
 class EmbedResponse(BaseModel):
@@ -102,7 +126,14 @@ class EmbedResponse(BaseModel):
             "dimension": 128,
             "explained_variance_ratio": [0.31, 0.18],
             # A vector has `dimension` numbers; three of them here.
-            "embeddings": [{"vector": [0.0, 1.73, 0.41], "coordinates": [4.2, -1.3]}],
+            "embeddings": [
+                {
+                    "vector": [0.0, 1.73, 0.41],
+                    "coordinates": [4.2, -1.3],
+                    "ood_score": 98.2,
+                    "out_of_distribution": False,
+                }
+            ],
         }
     )
     model: str
@@ -110,6 +141,64 @@ class EmbedResponse(BaseModel):
     dimension: int = Field(description="length of each vector")
     explained_variance_ratio: list[float] = Field(description="of the map's two axes")
     embeddings: list[Embedding] = Field(description="one per input image, in order")
+
+
+AttributionRow = Annotated[list[float], Field(min_length=IMAGE_SIZE, max_length=IMAGE_SIZE)]
+
+
+class Explanation(BaseModel):
+    class_id: int = Field(description="the class explained: `target`, else the most probable")
+    label: str
+    probability: float = Field(description="the model's probability of that class")
+    attribution: list[AttributionRow] = Field(
+        min_length=IMAGE_SIZE,
+        max_length=IMAGE_SIZE,
+        description="28 rows of 28, one value per input pixel (rounded to 6 decimals): how much "
+        "that probability drops when a patch covering the pixel is hidden, averaged over those "
+        "patches. Positive pixels support the class, negative ones count against it.",
+    )
+    scale: float = Field(
+        description="the largest absolute attribution, the end of the PNG's colour scale: the "
+        "most probability one patch holds (0 when hiding any patch changes nothing)"
+    )
+
+
+class ExplainResponse(BaseModel):
+    model_config = _example(
+        {
+            "model": "mynet",
+            "method": "occlusion",
+            "patch": 5,
+            "stride": 4,
+            "baseline": 0.0,
+            "passes": 50,
+            "explanations": [
+                {
+                    "class_id": 1,
+                    "label": "Trouser",
+                    "probability": 0.991,
+                    # An illustrative map: the real one varies across the garment.
+                    "attribution": [[0.02 if v else 0.0 for v in row] for row in TROUSER_PIXELS],
+                    "scale": 0.02,
+                }
+            ],
+        }
+    )
+    model: str
+    method: Literal["occlusion"] = Field(
+        description="square patches set to the background in turn; a pixel's attribution is "
+        "the drop in the class's probability, averaged over the patches covering it"
+    )
+    patch: int = Field(description="side of the square patches, in pixels")
+    stride: int = Field(
+        description="pixels between patch positions (the last of each row and column is moved "
+        "to touch the edge)"
+    )
+    baseline: float = Field(description="the value hidden pixels take: the background, 0")
+    passes: int = Field(
+        description="forward passes per image: the whole image, then one per patch position"
+    )
+    explanations: list[Explanation] = Field(description="one per input image, in order")
 
 
 class Reconstruction(BaseModel):
@@ -164,6 +253,17 @@ class GenerateResponse(BaseModel):
     images: list[str] = Field(description="28x28 base64 PNGs")
 
 
+class TrustInfo(BaseModel):
+    """A classifier's calibration and out-of-distribution flag, as loaded."""
+
+    temperature: float = Field(description="the logits are divided by it before the softmax")
+    test_ece: float = Field(description="expected calibration error on the test set (15 bins)")
+    test_ece_uncalibrated: float = Field(description="the same without the temperature")
+    ood_method: str = Field(description="how ood_score is computed")
+    ood_threshold: float = Field(description="ood_score above which an image is flagged")
+    ood_flag_rate: float = Field(description="share of validation images flagged")
+
+
 class ModelInfo(BaseModel):
     # The autoencoder: every field has a value (the OpenAPI document leaves nulls out of examples).
     model_config = _example(
@@ -198,6 +298,9 @@ class ModelInfo(BaseModel):
     layers: list[str] = Field(description="values accepted by /embed?layer=")
     class_names: list[str] = Field(description="empty for the autoencoder")
     latent_dim: int | None = Field(description="the autoencoder's latent size, else null")
+    trust: TrustInfo | None = Field(
+        None, description="a classifier's calibration and OOD flag; null for the autoencoder"
+    )
 
 
 class ModelList(BaseModel):

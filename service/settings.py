@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import ml
+from ml.ood import FLAG_RATES
 
 # What a browser sends in `Origin`: scheme, host and optional port, no path.
 ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s?#]+", re.IGNORECASE)
@@ -67,6 +68,12 @@ class Settings(BaseSettings):
         ge=0,
         description="parts a large batch (at least 32 images) is split into, run side by side "
         "in one worker (ONNX Runtime only); 0 is the cores divided by the engine's threads",
+    )
+    ood_flag_rate: Literal[FLAG_RATES] | None = Field(  # type: ignore[valid-type]
+        None,
+        description="the operating point of the out-of-distribution flag: the share of "
+        "validation images (in distribution) a classifier flags, which picks its card's "
+        "threshold; default the card's own (0.05)",
     )
     max_batch_size: int = Field(64, ge=1, description="most images in one forward pass")
     max_batch_wait_ms: float = Field(

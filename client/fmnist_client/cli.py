@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     _images_arguments(classify, "each input beside a bar chart of its probabilities")
     classify.add_argument("--model", help="mynet or lenet (default: the service's, mynet)")
     classify.add_argument("--top-k", type=int, help="classes listed (default: 3)")
+    classify.add_argument(
+        "--uncalibrated", action="store_true", help="the plain softmax, not calibrated"
+    )
+    classify.add_argument(
+        "--refuse-ood",
+        action="store_true",
+        help="fail, naming them, when images are unlike the training data",
+    )
 
     embed = command("embed", "feature vectors and their place on the training-set map", _embed)
     _images_arguments(embed, "the training-set PCA map with the inputs on it")
@@ -140,10 +148,15 @@ def _output_argument(sub: argparse.ArgumentParser, rendering: str) -> None:
 
 
 def _classify(client: Client, args: argparse.Namespace) -> str:
+    options = {"model": args.model, "invert": args.invert}
+    calibrated = False if args.uncalibrated else None
     if args.output:
-        png = client.classify_png(args.images, model=args.model, invert=args.invert)
+        png = client.classify_png(args.images, calibrated=calibrated, **options)
         return _save(args.output, png)
-    result = client.classify(args.images, model=args.model, top_k=args.top_k, invert=args.invert)
+    ood = "refuse" if args.refuse_ood else None
+    result = client.classify(
+        args.images, top_k=args.top_k, calibrated=calibrated, ood=ood, **options
+    )
     if args.json:
         return _json(result)
     rows = [
@@ -151,11 +164,19 @@ def _classify(client: Client, args: argparse.Namespace) -> str:
             image,
             p.label,
             f"{p.confidence:.3f}",
+            _ood_column(p.out_of_distribution, p.ood_score),
             ", ".join(f"{s.label} {s.probability:.3f}" for s in p.top_k),
         ]
         for image, p in zip(args.images, result.predictions, strict=True)
     ]
-    return _table(["image", "label", "confidence", "top classes"], rows)
+    return _table(["image", "label", "confidence", "unlike training", "top classes"], rows)
+
+
+def _ood_column(flagged: bool | None, score: float | None) -> str:
+    """Whether an image was flagged as out of distribution, with its score."""
+    if flagged is None or score is None:
+        return "-"
+    return f"{'YES' if flagged else 'no'} ({score:.0f})"
 
 
 def _embed(client: Client, args: argparse.Namespace) -> str:
@@ -166,11 +187,17 @@ def _embed(client: Client, args: argparse.Namespace) -> str:
     if args.json:
         return _json(result)
     rows = [
-        [image, f"{e.coordinates[0]:.3f}", f"{e.coordinates[1]:.3f}", _head(e.vector)]
+        [
+            image,
+            f"{e.coordinates[0]:.3f}",
+            f"{e.coordinates[1]:.3f}",
+            _ood_column(e.out_of_distribution, e.ood_score),
+            _head(e.vector),
+        ]
         for image, e in zip(args.images, result.embeddings, strict=True)
     ]
     title = f"{result.model} {result.layer}: {result.dimension} dimensions\n"
-    return title + _table(["image", "map x", "map y", "vector"], rows)
+    return title + _table(["image", "map x", "map y", "unlike training", "vector"], rows)
 
 
 def _reconstruct(client: Client, args: argparse.Namespace) -> str:

@@ -78,6 +78,7 @@ ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | Image.Image | np.ndarr
 Images: TypeAlias = "ImageInput | Sequence[ImageInput]"
 Invert = Literal["auto", "true", "false"]
 Method = Literal["linear", "slerp"]
+Ood = Literal["flag", "refuse"]
 AuthScheme = Literal["bearer", "x-api-key"]
 
 P = ParamSpec("P")
@@ -180,18 +181,36 @@ class _Endpoints:
         *,
         model: str | None = None,
         top_k: int | None = None,
+        calibrated: bool | None = None,
+        ood: Ood | None = None,
         invert: Invert | None = None,
     ) -> _Call[ClassifyResponse]:
-        """Class probabilities for each image (`model`: mynet or lenet)."""
+        """Class probabilities for each image (`model`: mynet or lenet), calibrated unless
+        `calibrated=False`, each with its out-of-distribution score and flag; `ood="refuse"`
+        raises `ServiceError` (422, `out_of_distribution`) naming the flagged images instead."""
         parse = ClassifyResponse.model_validate_json
-        return _upload("/classify", images, parse, model=model, top_k=top_k, invert=invert)
+        params = {"model": model, "top_k": top_k, "calibrated": calibrated, "ood": ood}
+        return _upload("/classify", images, parse, invert=invert, **params)
 
     @_endpoint
     def classify_png(
-        self, images: Images, *, model: str | None = None, invert: Invert | None = None
+        self,
+        images: Images,
+        *,
+        model: str | None = None,
+        calibrated: bool | None = None,
+        invert: Invert | None = None,
     ) -> _Call[bytes]:
         """A PNG: each input beside a bar chart of its class probabilities."""
-        return _upload("/classify", images, bytes, format="png", model=model, invert=invert)
+        return _upload(
+            "/classify",
+            images,
+            bytes,
+            format="png",
+            model=model,
+            calibrated=calibrated,
+            invert=invert,
+        )
 
     @_endpoint
     def embed(

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
+from ml.trust import read_trust
 from service.backends.engine import Engine
 
 Backend = Literal["onnxruntime", "torch"]
@@ -57,14 +59,20 @@ def load_engine(
     device: str,
     threads: int,
     batch_parts: int = 1,
+    ood_flag_rate: str | None = None,
 ) -> Engine:
     """Model `name` (whose `card` was read from `checkpoint_dir`) on `backend`, hashes verified;
     raises `ml.CheckpointError` for a missing or altered file, `ValueError` for a bad device.
-    ONNX Runtime splits a large batch into up to `batch_parts` pieces run side by side."""
+    ONNX Runtime splits a large batch into up to `batch_parts` pieces run side by side. A
+    classifier flags images at the card's threshold for `ood_flag_rate` (default its own)."""
     if backend == "torch":
         from service.backends import torch_engine
 
-        return torch_engine.load(name, checkpoint_dir, device, threads)
-    from service.backends import onnx_engine
+        engine = torch_engine.load(name, checkpoint_dir, device, threads)
+    else:
+        from service.backends import onnx_engine
 
-    return onnx_engine.load(name, card, checkpoint_dir, threads, batch_parts)
+        engine = onnx_engine.load(name, card, checkpoint_dir, threads, batch_parts)
+    if engine.kind != "classifier":
+        return engine
+    return replace(engine, trust=read_trust(name, card, checkpoint_dir, ood_flag_rate))

@@ -4,6 +4,7 @@
 from service.routes import (
     classify,
     embed,
+    explain,
     generate,
     health,
     interpolate,
@@ -15,6 +16,7 @@ from service.routes import (
 
 PROTECTED_ROUTERS = (
     classify.router,
+    explain.router,
     embed.router,
     reconstruct.router,
     interpolate.router,

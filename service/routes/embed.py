@@ -59,12 +59,16 @@ async def embed(
             f"layer {layer!r} does not exist in {model}; choose {' or '.join(loaded.layers)}"
         )
     images = await read_images(request, invert, runtime.settings, runtime.decoder)
-    (vectors,) = await loaded.run(f"embed:{layer}", images)
+    # A classifier's vectors come with their out-of-distribution score and flag.
+    vectors, *ood = await loaded.run(f"embed:{layer}", images)
+    scores, flags = ood or ([None] * len(vectors), None)
     pca_map = loaded.card["embedding_maps"][layer]
     coordinates = project(vectors, pca_map)
     if wants_png(request, output_format):
         title = f"{model} {layer}: training-set PCA map"
-        chart = await plots.render(plots.embedding_map, pca_map, coordinates, CLASS_NAMES, title)
+        chart = await plots.render(
+            plots.embedding_map, pca_map, coordinates, CLASS_NAMES, title, flags
+        )
         return png_response(chart)
     return EmbedResponse(
         model=model,
@@ -72,7 +76,12 @@ async def embed(
         dimension=vectors.shape[1],
         explained_variance_ratio=pca_map["explained_variance_ratio"],
         embeddings=[
-            Embedding(vector=np.round(v, 6).tolist(), coordinates=np.round(c, 6).tolist())
-            for v, c in zip(vectors, coordinates, strict=True)
+            Embedding(
+                vector=np.round(v, 6).tolist(),
+                coordinates=np.round(c, 6).tolist(),
+                ood_score=None if score is None else float(score),
+                out_of_distribution=None if flags is None else bool(flags[i]),
+            )
+            for i, (v, c, score) in enumerate(zip(vectors, coordinates, scores, strict=True))
         ],
     )

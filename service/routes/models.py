@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from service.dependencies import RuntimeDep
 from service.errors import NotFound, error_responses
 from service.runtime import LoadedModel
-from service.schemas import ModelInfo, ModelList
+from service.schemas import ModelInfo, ModelList, TrustInfo
 
 router = APIRouter(tags=["models"])
 
@@ -60,4 +60,20 @@ def _info(loaded: LoadedModel) -> ModelInfo:
         layers=list(loaded.layers),
         class_names=card.get("class_names", []) if loaded.kind == "classifier" else [],
         latent_dim=loaded.latent_dim,
+        trust=_trust(loaded),
+    )
+
+
+def _trust(loaded: LoadedModel) -> TrustInfo | None:
+    trust = loaded.engine.trust
+    if trust is None:
+        return None
+    test = loaded.card["calibration"]["metrics"]["test"]
+    return TrustInfo(
+        temperature=trust.temperature,
+        test_ece=test["calibrated"]["ece"],
+        test_ece_uncalibrated=test["uncalibrated"]["ece"],
+        ood_method=f"{loaded.card['ood']['method']} on {loaded.card['ood']['features']}",
+        ood_threshold=trust.threshold,
+        ood_flag_rate=float(trust.flag_rate),
     )

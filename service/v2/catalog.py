@@ -5,8 +5,10 @@ Every loaded model is a v2 model of the same name that takes images; an autoenco
 `<name>-decoder`, which takes latent vectors. Image models take exactly one of two inputs:
 `images` (FP32 pixels in [0, 1], light garment on dark, N x 1 x 28 x 28; N x 28 x 28 is
 accepted too) or `image_files` (BYTES, N encoded image files, prepared like any upload).
-Outputs are the graphs' outputs by name (`ml.graphs`), plus a classifier's `label` (BYTES class
-name) and `class_id` (INT64) of the most probable class. A request is answered by the narrowest
+Outputs are the graphs' outputs by name (`ml.graphs`); a classifier's are its calibrated
+`probabilities`, `uncalibrated_probabilities`, `logits`, `penultimate`, the out-of-distribution
+`ood_score` (FP32) and `ood_flag` (BOOL), and `label` (BYTES class name) and `class_id` (INT64)
+of the most probable class. A request is answered by the narrowest
 operation that has every output it asks for, so the common cases share the batchers of the
 other endpoints.
 """
@@ -29,6 +31,7 @@ IMAGE_SHAPE = (1, ml.IMAGE_SIZE, ml.IMAGE_SIZE)
 IMAGE_OUTPUTS = frozenset({"reconstruction", "images"})  # N x 1 x 28 x 28 on the wire
 DERIVED = {"label": ("probabilities", "BYTES"), "class_id": ("probabilities", "INT64")}
 """Classifier outputs computed from a graph output: name -> (source, datatype)."""
+BOOL_OUTPUTS = frozenset({"ood_flag"})  # every other output that is not derived is FP32
 
 Takes = Literal["images", "latent"]
 
@@ -89,11 +92,17 @@ class View:
 
     def output_spec(self, name: str, example: np.ndarray) -> TensorSpec:
         """The spec of output `name`, given its value for one input (`example`)."""
-        if name in DERIVED:
-            return TensorSpec(name, DERIVED[name][1], (-1,))
         if name in IMAGE_OUTPUTS:
             return TensorSpec(name, "FP32", (-1, *IMAGE_SHAPE))
-        return TensorSpec(name, "FP32", (-1, *example.shape[1:]))
+        shape = (-1,) if name in DERIVED else (-1, *example.shape[1:])
+        return TensorSpec(name, datatype(name), shape)
+
+
+def datatype(output: str) -> str:
+    """The v2 datatype of an output."""
+    if output in DERIVED:
+        return DERIVED[output][1]
+    return "BOOL" if output in BOOL_OUTPUTS else "FP32"
 
 
 def version_of(loaded: LoadedModel) -> str:

@@ -14,7 +14,15 @@ from service.errors import TooManyImages
 from service.imaging import InvertMode
 from service.inputs import decode_image_files
 from service.settings import Settings
-from service.v2.catalog import DERIVED, IMAGE_OUTPUTS, IMAGE_SHAPE, TensorSpec, View, derive
+from service.v2.catalog import (
+    DERIVED,
+    IMAGE_OUTPUTS,
+    IMAGE_SHAPE,
+    TensorSpec,
+    View,
+    datatype,
+    derive,
+)
 from service.v2.tensors import InferRequest, InvalidTensor, Output, Tensor
 
 INVERT_MODES = ("auto", "true", "false")
@@ -49,7 +57,19 @@ async def metadata(view: View) -> dict[str, Any]:
             "sha256": card["weights"]["sha256"],
             "trained_at": view.loaded.trained_at,
             "device": view.loaded.device,
+            **_trust_parameters(view),
         },
+    }
+
+
+def _trust_parameters(view: View) -> dict[str, Any]:
+    trust = view.loaded.engine.trust
+    if trust is None:
+        return {}
+    return {
+        "temperature": trust.temperature,
+        "ood_threshold": trust.threshold,
+        "ood_flag_rate": float(trust.flag_rate),
     }
 
 
@@ -71,7 +91,7 @@ async def infer(
     return [
         Output(
             name,
-            DERIVED[name][1] if name in DERIVED else "FP32",
+            datatype(name),
             _value(name, values),
             binary if request.outputs.get(name) is None else bool(request.outputs[name]),
         )

@@ -23,8 +23,29 @@ def test_classify_table(server: Server, capsys: pytest.CaptureFixture[str]) -> N
     images = [str(EXAMPLES / "trouser.png"), str(EXAMPLES / "bag.png")]
     assert run(server, "classify", *images, "--model", "lenet", "--top-k", "2") == 0
     header, *rows = capsys.readouterr().out.splitlines()
-    assert header.split() == ["image", "label", "confidence", "top", "classes"]
+    assert header.split() == [
+        "image",
+        "label",
+        "confidence",
+        "unlike",
+        "training",
+        "top",
+        "classes",
+    ]
     assert [row.split()[:2] for row in rows] == [[images[0], "Trouser"], [images[1], "Bag"]]
+    assert [row.split()[3] for row in rows] == ["no", "no"]
+
+
+def test_classify_flags_and_refuses_what_is_no_garment(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    noise = tmp_path / "noise.png"
+    Image.effect_noise((28, 28), 80).save(noise)
+    assert run(server, "classify", str(noise), "--uncalibrated") == 0
+    _, row = capsys.readouterr().out.splitlines()
+    assert row.split()[3] == "YES"
+    assert run(server, "classify", str(EXAMPLES / "bag.png"), str(noise), "--refuse-ood") == 1
+    assert "image 2 of 2 unlike the training data" in capsys.readouterr().err
 
 
 def test_classify_json(server: Server, capsys: pytest.CaptureFixture[str]) -> None:

@@ -57,6 +57,21 @@ def test_classify_paths(client: Client) -> None:
         assert sum(prediction.probabilities) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_calibration_and_the_ood_flag(client: Client) -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    images = [EXAMPLES / "bag.png", noise]
+    calibrated = client.classify(images, model="lenet")
+    plain = client.classify(images, model="lenet", calibrated=False)
+    assert calibrated.calibrated and not plain.calibrated
+    assert [p.label for p in calibrated.predictions] == [p.label for p in plain.predictions]
+    assert calibrated.predictions[0].confidence != plain.predictions[0].confidence
+    assert [p.out_of_distribution for p in calibrated.predictions] == [False, True]
+    with pytest.raises(ServiceError) as caught:
+        client.classify(images, ood="refuse")
+    assert (caught.value.status, caught.value.code) == (422, "out_of_distribution")
+    assert "image 2 of 2" in caught.value.message
+
+
 def test_every_input_type_gives_the_same_answer(client: Client) -> None:
     path = EXAMPLES / "boot.png"
     pixels = np.asarray(Image.open(path))

@@ -29,7 +29,15 @@ CLI = readme_commands("fmnist")
 
 def test_the_readme_has_examples_for_every_endpoint() -> None:
     text = " ".join(CURL)
-    for route in ("/classify", "/embed", "/reconstruct", "/interpolate", "/generate", "/models"):
+    for route in (
+        "/classify",
+        "/explain",
+        "/embed",
+        "/reconstruct",
+        "/interpolate",
+        "/generate",
+        "/models",
+    ):
         assert route in text
     assert len(CLI) >= 3
 

@@ -74,7 +74,53 @@ TAMPERED = [
     ("vae", "embedding_maps", {}, "embedding_maps must be those of latent"),
     ("vae", "onnx.graphs", {}, "onnx.graphs must be decoder, encoder, forward"),
     ("lenet", "format", 9, "format: Input should be 1 or 2"),
+    ("mynet", "calibration.temperature", 0.0, "temperature: Input should be greater"),
+    ("mynet", "calibration.temperature", 1e6, "temperature: Input should be less"),
+    (
+        "mynet",
+        "calibration.metrics.test.calibrated.accuracy",
+        0.5,
+        "the test accuracy differs before and after calibration",
+    ),
+    (
+        "mynet",
+        "calibration.metrics.validation",
+        {"calibrated": {"accuracy": 0.9, "ece": 0.01, "nll": 0.2, "brier": 0.1}},
+        "calibration metrics of validation need uncalibrated and calibrated",
+    ),
+    ("mynet", "calibration.method", "platt", "calibration.method"),
+    ("lenet", "ood.method", "knn", "ood.method"),
+    ("lenet", "ood.thresholds", {"0.05": 3.0}, "ood.thresholds must be those of the flag rates"),
+    ("lenet", "ood.default_flag_rate", "0.5", "ood.default_flag_rate must be one of"),
+    ("lenet", "ood.statistics.file", "../x.npz", "ood.statistics.file"),
+    ("lenet", "ood.sets.digits.auroc", 1.5, "ood.sets.digits.auroc"),
+    ("lenet", "ood", None, "calibration and ood are fitted together"),
+    (
+        "vae",
+        "calibration",
+        json.loads((SHIPPED / "mynet.json").read_text())["calibration"],
+        "only a classifier has calibration and ood records",
+    ),
 ]
+
+
+def test_ood_thresholds_must_fall_as_the_flag_rate_rises(tmp_path) -> None:
+    def disorder(card: Card) -> None:
+        card["ood"]["thresholds"]["0.1"] = card["ood"]["thresholds"]["0.01"] + 1
+
+    folder = copy_checkpoint("lenet", tmp_path, disorder)
+    with pytest.raises(CheckpointError, match="a higher flag rate needs a lower threshold"):
+        read_card("lenet", folder)
+
+
+def test_calibration_accuracy_must_be_the_cards(tmp_path) -> None:
+    def inflate(card: Card) -> None:
+        for version in ("uncalibrated", "calibrated"):
+            set_in(card, f"calibration.metrics.test.{version}.accuracy", 0.99)
+
+    folder = copy_checkpoint("mynet", tmp_path, inflate)
+    with pytest.raises(CheckpointError, match="the calibration's test accuracy is not the card's"):
+        read_card("mynet", folder)
 
 
 @pytest.mark.parametrize(("name", "field", "value", "message"), TAMPERED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ml.report import TABLE_END, TABLE_START, load_cards, markers, results_table
+from ml.report import TABLE_END, TABLE_START, load_cards, markers, results_table, trust_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -14,6 +14,14 @@ def test_readme_results_table_matches_the_cards() -> None:
     readme = (ROOT / "README.md").read_text()
     block = readme[readme.index(TABLE_START) + len(TABLE_START) : readme.index(TABLE_END)]
     assert block.strip() == results_table(load_cards(ROOT / "checkpoints"))
+
+
+def test_readme_trust_tables_match_the_cards() -> None:
+    start, end = markers("trust")
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index(start) + len(start) : readme.index(end)]
+    assert block.strip() == trust_tables(load_cards(ROOT / "checkpoints"))
+    assert "| `mynet` | 0.646 | test |" in block  # a real row, not an empty table
 
 
 def test_reports_readme_shows_figures_that_exist() -> None:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import ml
+from ml.calibration import ece
 from service.backends import Engine, load_engine
 from tests.live_service import CHECKPOINT_DIR
 
@@ -36,17 +37,50 @@ def test_images(test_split) -> np.ndarray:
 @pytest.mark.parametrize("name", ["lenet", "mynet"])
 def test_classifiers_agree(name, test_images, test_split):
     engines = both_engines(name)
-    (onnx,), (torch,) = (run_all(engines[b], "classify", test_images) for b in engines)
+    onnx_outputs, torch_outputs = (run_all(engines[b], "classify", test_images) for b in engines)
+    (onnx, onnx_raw, onnx_score, onnx_flag) = onnx_outputs
+    (torch, torch_raw, torch_score, torch_flag) = torch_outputs
     same_class = np.mean(onnx.argmax(1) == torch.argmax(1))
     assert same_class >= 0.9995, f"{name}: classes agree on {same_class:.4%} of images"
     assert np.abs(onnx - torch).max() <= 1e-4
-    # And the card's accuracy, to the image, from the exported graph alone.
+    assert np.abs(onnx_raw - torch_raw).max() <= 1e-4
+    # The OOD score is a distance in ~100 dimensions: float32 rounding of the features moves it
+    # by a relative 1e-4 at most, and a flag only for images within that of the threshold.
+    assert np.abs(onnx_score - torch_score).max() <= 1e-3 * max(1.0, np.abs(torch_score).max())
+    assert np.mean(onnx_flag == torch_flag) >= 0.9995
+    # And the card's accuracy and calibration, from the exported graph alone.
     card = ml.read_card(name, CHECKPOINT_DIR)
-    accuracy = np.mean(onnx.argmax(1) == test_split[1])
+    labels = test_split[1]
+    accuracy = np.mean(onnx.argmax(1) == labels)
     assert accuracy == pytest.approx(card["metrics"]["test"]["accuracy"], abs=5e-4)
+    recorded = card["calibration"]["metrics"]["test"]
+    assert ece(onnx, labels) == pytest.approx(recorded["calibrated"]["ece"], abs=1e-3)
+    assert ece(onnx_raw, labels) == pytest.approx(recorded["uncalibrated"]["ece"], abs=1e-3)
+    assert np.mean(onnx_flag) == pytest.approx(card["ood"]["flagged"]["test"]["0.05"], abs=1e-3)
     for layer in ("penultimate", "logits"):
-        (a,), (b,) = (run_all(engines[x], f"embed:{layer}", test_images[:CHUNK]) for x in engines)
+        (a, *_), (b, *_) = (
+            run_all(engines[x], f"embed:{layer}", test_images[:CHUNK]) for x in engines
+        )
         assert np.abs(a - b).max() <= 1e-3 * max(1.0, np.abs(b).max())
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+@pytest.mark.parametrize("name", ["lenet", "mynet"])
+def test_probabilities_are_the_logits_at_the_cards_temperature(name, backend):
+    """Calibration is applied on both backends: the probabilities are the softmax of the logits
+    divided by the card's temperature, the same prediction as the plain softmax but surer or
+    less sure; the plain softmax is there too."""
+    engine = both_engines(name)[backend]
+    images = np.random.default_rng(0).random((16, 28, 28), dtype=np.float32)
+    probabilities, logits, raw = (engine.operations()["forward"](images)[i] for i in (0, 2, 1))
+    temperature = ml.read_card(name, CHECKPOINT_DIR)["calibration"]["temperature"]
+    assert temperature != pytest.approx(1.0, abs=0.05)
+    scaled = np.exp(logits / temperature - (logits / temperature).max(1, keepdims=True))
+    assert np.abs(probabilities - scaled / scaled.sum(1, keepdims=True)).max() <= 1e-5
+    plain = np.exp(logits - logits.max(1, keepdims=True))
+    assert np.abs(raw - plain / plain.sum(1, keepdims=True)).max() <= 1e-5
+    assert (probabilities.argmax(1) == raw.argmax(1)).all()
+    assert np.abs(probabilities - raw).max() > 1e-3
 
 
 @pytest.mark.real_data

@@ -113,6 +113,8 @@ REFUSALS_OF_VALID_DATA = {
     "POST /embed": {422},
     # a PNG chart of more images than it can show (format=png with over 32 images)
     "POST /classify": {422},
+    # the same for a PNG of explanations
+    "POST /explain": {422},
     # v2 tensors whose name, shape, datatype and data do not fit the model or each other
     "POST /v2/models/{name}/infer": {400},
     "POST /v2/models/{name}/versions/{version}/infer": {400},
@@ -216,6 +218,7 @@ def test_every_documented_example_is_accepted(live):
     _serve_every_model(live)  # the unload example took one away
     assert {
         "POST /classify",
+        "POST /explain",
         "POST /embed",
         "POST /reconstruct",
         "POST /interpolate",

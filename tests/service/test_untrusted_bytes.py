@@ -318,6 +318,15 @@ OPERATIONS: dict[tuple[str, str], tuple[dict[str, Any] | None, dict[str, list[st
             "format": ["json", "png"],
         },
     ),
+    ("POST", "/explain"): (
+        TROUSER,
+        {
+            "model": ["mynet", "lenet", "vae"],
+            "target": ["0", "9"],
+            "invert": ["auto", "true", "false"],
+            "format": ["json", "png"],
+        },
+    ),
     ("POST", "/embed"): (
         TROUSER,
         {

@@ -59,11 +59,17 @@ def test_model_metadata(client: triton.InferenceServerClient, url: str) -> None:
         "images": ("FP32", [-1, 1, 28, 28]),
         "image_files": ("BYTES", [-1]),
         "probabilities": ("FP32", [-1, 10]),
+        "uncalibrated_probabilities": ("FP32", [-1, 10]),
         "logits": ("FP32", [-1, 10]),
         "penultimate": ("FP32", [-1, 128]),
+        "ood_score": ("FP32", [-1]),
+        "ood_flag": ("BOOL", [-1]),
         "label": ("BYTES", [-1]),
         "class_id": ("INT64", [-1]),
     }
+    trust = httpx.get(f"{url}/models/mynet").json()["trust"]
+    assert mynet["parameters"]["temperature"] == trust["temperature"]
+    assert mynet["parameters"]["ood_threshold"] == trust["ood_threshold"]
     vae = client.get_model_metadata("vae", model_version=sha256_of(url, "vae")[:12])
     outputs = {t["name"]: t["shape"] for t in vae["outputs"]}
     assert outputs == {
@@ -114,11 +120,34 @@ def test_pixel_tensor_gives_every_output(
     )
     logits = result.as_numpy("logits")
     softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(softmax, result.as_numpy("probabilities"), atol=1e-5)
+    np.testing.assert_allclose(softmax, result.as_numpy("uncalibrated_probabilities"), atol=1e-5)
+    temperature = httpx.get(f"{url}/models/mynet").json()["trust"]["temperature"]
+    calibrated = np.exp(logits / temperature)
+    calibrated /= calibrated.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(calibrated, result.as_numpy("probabilities"), atol=1e-5)
     assert result.as_numpy("penultimate").shape == (4, 128)
+    assert not result.as_numpy("ood_flag").any()  # four garments
     # N x 28 x 28 is accepted as well as N x 1 x 28 x 28
     flat = client.infer("mynet", [pixels_input(pixels(files)[:, 0])], outputs=wanted("class_id"))
     assert flat.as_numpy("class_id").tolist() == result.as_numpy("class_id").tolist()
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_the_ood_flag_is_a_bool_output(
+    client: triton.InferenceServerClient, url: str, files: list[bytes], binary: bool
+) -> None:
+    noise = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
+    images = np.concatenate([pixels(files), noise])
+    result = client.infer(
+        "lenet", [pixels_input(images)], outputs=wanted("ood_flag", "ood_score", binary=binary)
+    )
+    flags, scores = result.as_numpy("ood_flag"), result.as_numpy("ood_score")
+    assert flags.dtype == np.bool_
+    assert flags.tolist() == [False] * len(files) + [True, True]
+    threshold = client.get_model_metadata("lenet")["parameters"]["ood_threshold"]
+    assert (flags == (scores > threshold)).all()
+    expected = rest_classify(url, "lenet", files)["predictions"]
+    np.testing.assert_allclose(scores[: len(files)], [p["ood_score"] for p in expected], rtol=1e-5)
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])

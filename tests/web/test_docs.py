@@ -10,6 +10,7 @@ from tests.web.conftest import WAIT_S, console_errors
 
 OPERATIONS = {
     ("post", "/classify"),
+    ("post", "/explain"),
     ("post", "/embed"),
     ("post", "/reconstruct"),
     ("post", "/interpolate"),

@@ -1,4 +1,4 @@
-"""The page at `/` in a real Chromium: classify an upload and a drawing, map, reconstruct,
+"""The page at `/` in a real Chromium: classify an upload and a drawing, explain, map, reconstruct,
 interpolate, generate, errors a person can read, the models' test results, phone width."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from service import plots
 from tests.live_service import CHECKPOINT_DIR
 from tests.web.conftest import (
     UPLOAD_LIMIT,
@@ -116,6 +117,33 @@ def test_an_uploaded_trouser_is_classified_mapped_and_reconstructed(browser, ser
     Select(browser.find_element(By.ID, "model")).select_by_value("lenet")
     wait_for(browser, lambda: "by LeNet-5" in text(browser, "#prediction"), "LeNet's prediction")
     assert prediction(browser) == "Trouser"
+    assert console_errors(browser) == []
+
+
+def test_the_explanation_shows_which_pixels_decided(browser, service_url):
+    open_page(browser, service_url)
+    toggle = browser.find_element(By.ID, "explain-toggle")
+    figure = browser.find_element(By.ID, "explanation")
+    assert not toggle.is_selected() and not figure.is_displayed()
+    choose_example(browser, "Ankle boot")
+    wait_for(browser, lambda: prediction(browser) == "Ankle boot", "the prediction")
+    toggle.click()
+    picture = browser.find_element(By.ID, "explanation-image")
+    width = round(plots.DPI * plots.EXPLANATION_PANEL[0])
+    wait_for(browser, lambda: loaded(picture) == width, "the explanation")
+    assert figure.is_displayed() and "MyNet" in picture.get_attribute("alt")
+    assert "red patch" in figure.text
+
+    first = picture.get_attribute("src")
+    Select(browser.find_element(By.ID, "model")).select_by_value("lenet")
+    wait_for(
+        browser,
+        lambda: "LeNet-5" in picture.get_attribute("alt") and picture.get_attribute("src") != first,
+        "LeNet's explanation",
+    )
+    wait_for(browser, lambda: loaded(picture) == width, "LeNet's explanation to load")
+    toggle.click()
+    assert not figure.is_displayed()
     assert console_errors(browser) == []
 
 

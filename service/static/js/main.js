@@ -1,5 +1,5 @@
-// The page: one image (a test image, an upload or a drawing) sent to /classify, /embed and
-// /reconstruct; the VAE's interpolation and samples; the models' cards.
+// The page: one image (a test image, an upload or a drawing) sent to /classify (and /explain),
+// /embed and /reconstruct; the VAE's interpolation and samples; the models' cards.
 
 import { apiKey, postImages, setApiKey } from "./api.js";
 import { DrawingPad } from "./draw.js";
@@ -28,6 +28,22 @@ async function currentImage() {
   return chosen ?? (await pad.toBlob());
 }
 
+// The occlusion map of the image classified, while the Explain box is ticked.
+const explain = latest($("#explanation"), async (signal) => {
+  const model = $("#model").value;
+  const file = await currentImage();
+  const picture = await postImages(
+    `/explain?model=${model}&format=png`,
+    { file },
+    { signal, as: "blob" },
+  );
+  const image = $("#explanation-image");
+  URL.revokeObjectURL(image.src);
+  image.src = URL.createObjectURL(picture);
+  image.alt = `Which pixels made ${MODEL_NAMES[model]} choose its class: red for it, blue against it`;
+  $("#explanation").hidden = !$("#explain-toggle").checked;
+});
+
 const classify = latest($("#classify"), async (signal) => {
   const model = $("#model").value;
   const file = await currentImage();
@@ -37,6 +53,12 @@ const classify = latest($("#classify"), async (signal) => {
     el("span", { className: "label", textContent: best.label }),
     ` ${percent(best.confidence)}, by ${MODEL_NAMES[answer.model]}`,
   );
+  const ood = $("#ood");
+  ood.hidden = !best.out_of_distribution;
+  ood.textContent =
+    "This image is unlike the garments the model was trained on (out-of-distribution score " +
+    `${best.ood_score.toFixed(0)}, above ${answer.ood_threshold.toFixed(0)}): the label above ` +
+    "is probably meaningless.";
   $("#bars").replaceChildren(
     ...best.top_k.map(({ label, probability }) =>
       el(
@@ -48,6 +70,7 @@ const classify = latest($("#classify"), async (signal) => {
       ),
     ),
   );
+  if ($("#explain-toggle").checked) explain();
 });
 
 const embed = latest($("#embed"), async (signal) => {
@@ -57,12 +80,16 @@ const embed = latest($("#embed"), async (signal) => {
     postImages(`/embed?model=${model}`, { file }, { signal }),
     postImages(`/embed?model=${model}&format=png`, { file }, { signal, as: "blob" }),
   ]);
-  const [x, y] = answer.embeddings[0].coordinates.map((value) => value.toFixed(2));
+  const [embedding] = answer.embeddings;
+  const [x, y] = embedding.coordinates.map((value) => value.toFixed(2));
   const explained = answer.explained_variance_ratio.reduce((sum, value) => sum + value, 0);
+  const unlike = embedding.out_of_distribution
+    ? " It is unlike the training images: where it lands says little."
+    : "";
   $("#coordinates").textContent =
     `${MODEL_NAMES[model]}'s ${answer.layer} vector (${answer.dimension} numbers) lands at ` +
     `(${x}, ${y}) on the training-set map, whose two axes hold ${percent(explained)} of the ` +
-    "variance.";
+    `variance.${unlike}`;
   const map = $("#map");
   URL.revokeObjectURL(map.src);
   map.src = URL.createObjectURL(picture);
@@ -173,6 +200,10 @@ function setUpInput() {
     if (file) choose(file, `Your file ${file.name}.`);
   });
   $("#model").addEventListener("change", () => hasImage && classify());
+  $("#explain-toggle").addEventListener("change", ({ target }) => {
+    $("#explanation").hidden = !target.checked;
+    if (target.checked && hasImage) explain();
+  });
   $("#embed-model").addEventListener("change", () => hasImage && embed());
 }
 
