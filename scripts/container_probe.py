@@ -93,7 +93,14 @@ def every_endpoint(sample: bytes, other: bytes) -> dict[tuple[str, str], Callabl
 
     def classify(client: httpx.Client) -> None:
         body = expect(client.post("/classify", params={"top_k": 3}, files=upload)).json()
-        require(len(body["predictions"][0]["top_k"]) == 3, body)
+        prediction = body["predictions"][0]
+        require(len(prediction["top_k"]) == 3 and body["calibrated"], body)
+        require(prediction["out_of_distribution"] is False, body)  # a test garment
+
+    def explain(client: httpx.Client) -> None:
+        body = expect(client.post("/explain", files=upload)).json()
+        attribution = body["explanations"][0]["attribution"]
+        require(len(attribution) == 28 and len(attribution[0]) == 28, body)
 
     def embed(client: httpx.Client) -> None:
         body = expect(client.post("/embed", params={"model": "vae"}, files=upload)).json()
@@ -168,6 +175,7 @@ def every_endpoint(sample: bytes, other: bytes) -> dict[tuple[str, str], Callabl
 
     return {
         ("POST", "/classify"): classify,
+        ("POST", "/explain"): explain,
         ("POST", "/embed"): embed,
         ("POST", "/reconstruct"): reconstruct,
         ("POST", "/interpolate"): interpolate,
