@@ -21,7 +21,7 @@ from service.errors import install_error_handlers
 from service.lifetime import RequestLifetime
 from service.logs import logging_config
 from service.metrics import Metrics
-from service.middleware import BodySizeLimit, RequestMetrics, ResponseHeaders
+from service.middleware import BodyLimits, RequestMetrics, ResponseHeaders
 from service.routes import PROTECTED_ROUTERS, PUBLIC_ROUTERS
 from service.runtime import Runtime
 from service.settings import Settings
@@ -96,10 +96,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=settings.cors_headers,
             expose_headers=CORS_EXPOSED_HEADERS,
         )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    # The deadline counts from the moment the body has arrived: how long a client takes to
+    # send it is bounded by the body's idle timeout, and costs the service nothing meanwhile.
     app.add_middleware(RequestLifetime, deadline_s=settings.request_deadline_s or None)
     if settings.max_in_flight:
         app.add_middleware(ConcurrencyLimit, max_in_flight=settings.max_in_flight)
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.max_upload_bytes,
+        idle_s=settings.body_timeout_s or None,
+    )
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(ResponseHeaders, instance_id=settings.instance_id)
     return app

@@ -119,7 +119,7 @@ def image_route_responses(png_description: str) -> dict[int | str, dict[str, Any
     """OpenAPI responses of a route that takes images: JSON or PNG, and every error it can give."""
     return {
         200: {"description": f"JSON as below, or PNG: {png_description}", **PNG_RESPONSE},
-        **error_responses(400, 401, 406, 413, 415, 422, 503, 504),
+        **error_responses(400, 401, 406, 408, 413, 415, 422, 503, 504),
     }
 
 

@@ -70,6 +70,16 @@ class NotAcceptable(ServiceError):
     status, code = 406, "not_acceptable"
 
 
+class RequestTimeout(ServiceError):
+    """The client stopped sending its request (FMNIST_BODY_TIMEOUT_S between body chunks); the
+    connection is closed after the answer, as what is left of the body will not come."""
+
+    status, code = 408, "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Connection": "close"})
+
+
 class PayloadTooLarge(ServiceError):
     status, code = 413, "payload_too_large"
 
@@ -234,6 +244,11 @@ _EXAMPLES: dict[int, tuple[str, type[ServiceError], str]] = {
         "Neither JSON nor PNG is acceptable",
         NotAcceptable,
         "the Accept header allows neither application/json nor image/png",
+    ),
+    408: (
+        "The body stopped arriving",
+        RequestTimeout,
+        "no part of the request body arrived for 10 s; the connection is closed",
     ),
     413: ("Too large", PayloadTooLarge, "request body exceeds 10485760 bytes"),
     415: ("Unsupported content type", UnsupportedMediaType, "unsupported content type text/plain"),

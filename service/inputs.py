@@ -5,7 +5,7 @@ content type; `application/json` with base64 image files or pixel arrays. Parsin
 decoding images run in the decoder's threads (`service.decoding`), never on the event loop.
 
 Limits, each refused with 413 before the work it would cost: the body size (enforced while it
-streams in, by `service.middleware.BodySizeLimit`); images per request; pixels per image and per
+streams in, by `service.middleware.BodyLimits`); images per request; pixels per image and per
 request, from the image headers, before any pixel is decoded; and the values a JSON body may
 hold, counted before it is parsed.
 """

@@ -4,13 +4,14 @@ BaseHTTPMiddleware: cheaper per request.)"""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge
+from service.errors import PayloadTooLarge, RequestTimeout
 from service.logs import REQUEST_ID
 from service.metrics import Metrics
 
@@ -101,15 +102,22 @@ class RequestMetrics:
             )
 
 
-class BodySizeLimit:
-    """Refuses bodies over `max_bytes` while they stream in: a declared Content-Length over the
-    limit fails on the first read, before any body byte is read; otherwise bytes are counted as
-    they arrive and reading stops at the first chunk past the limit. The error is raised from
-    inside the route's body read, so the app's error handlers answer it (413)."""
+class BodyLimits:
+    """Bounds what reading a body can cost: its size and how long it may stall.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Bodies over `max_bytes` are refused while they stream in: a declared Content-Length over
+    the limit fails on the first read, before any body byte is read; otherwise bytes are counted
+    as they arrive and reading stops at the first chunk past the limit (413). A client that sends
+    nothing for `idle_s` while its body is read gets 408 and its connection is closed, so a
+    stalled upload holds its connection for that long at most after its last byte. The errors
+    are raised from inside the body read, so whoever reads it answers them: the app's error
+    handlers, or `service.admission.ConcurrencyLimit`, which reads bodies before admitting
+    them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, idle_s: float | None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.idle_s = idle_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,7 +132,14 @@ class BodySizeLimit:
                 raise PayloadTooLarge(
                     f"request body of {int(declared)} bytes exceeds {self.max_bytes} bytes"
                 )
-            message = await receive()
+            try:
+                async with asyncio.timeout(self.idle_s):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"no part of the request body arrived for {self.idle_s:g} s; the "
+                    "connection is closed"
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:

@@ -2,7 +2,7 @@
 
 Starlette's form parser is built for uploads of any size: every file part gets a spooled
 temporary file and an `UploadFile`, and every chunk is written to it through an await. Here the
-upload limit (`BodySizeLimit`) already bounds the whole body, so the parts are plain bytes, and
+upload limit (`BodyLimits`) already bounds the whole body, so the parts are plain bytes, and
 the parse costs a third of what `request.form()` does, which matters when the request is one
 small image. The byte-level parsing is python-multipart's, as in Starlette.
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -21,6 +22,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
+from service.http_protocol import HeadLimits, LimitedHttpToolsProtocol
 from service.logs import logging_config
 from service.settings import Settings
 
@@ -219,6 +221,16 @@ def main(argv: list[str] | None = None) -> None:
         workers=settings.worker_processes,
         log_config=logging_config(settings.log_format),
         access_log=settings.access_log,
+        http=functools.partial(LimitedHttpToolsProtocol, limits=head_limits(settings)),
+    )
+
+
+def head_limits(settings: Settings) -> HeadLimits:
+    return HeadLimits(
+        head_timeout_s=settings.head_timeout_s,
+        max_head_bytes=settings.max_head_bytes,
+        max_headers=settings.max_headers,
+        max_connections=settings.max_connections,
     )
 
 

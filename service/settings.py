@@ -105,8 +105,38 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(
         48,
         ge=0,
-        description="POST requests one worker serves at once; more are answered 503 with "
-        "Retry-After before their body is read; 0 is no limit",
+        description="POST requests one worker serves at once, each counted once its body has "
+        "arrived; more are answered 503 with Retry-After (before their body is read when every "
+        "place is taken as they arrive); 0 is no limit",
+    )
+    body_timeout_s: float = Field(
+        10.0,
+        ge=0,
+        description="a request body of which nothing arrives for this many seconds is answered "
+        "408 and its connection closed; 0 is no limit",
+    )
+    head_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a connection has to send a whole request head (a new connection "
+        "its first, from its first byte each later one) before it is answered 408 and closed "
+        "(fmnist-serve)",
+    )
+    max_head_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        description="largest request head (request line and headers) in bytes; a larger one is "
+        "answered 431 and its connection closed (fmnist-serve)",
+    )
+    max_headers: int = Field(
+        100, ge=1, description="most header fields in a request head; more is 431 (fmnist-serve)"
+    )
+    max_connections: int = Field(
+        2048,
+        ge=1,
+        description="open connections per worker; past it, idle keep-alive connections are "
+        "closed to make room, and a new connection is refused 503 when none is idle "
+        "(fmnist-serve)",
     )
     request_deadline_s: float = Field(
         30.0,

@@ -26,6 +26,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from service.settings import Settings
+
 REPO = Path(__file__).resolve().parents[2]
 KUBERNETES = REPO / "deploy" / "kubernetes"
 KSERVE = REPO / "deploy" / "kserve"
@@ -100,6 +102,25 @@ def test_rendered_overlays_validate(name, version):
     assert len(docs) == 5
     errors = [error for doc in docs for error in validation_errors(doc, version)]
     assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_the_ingress_validates_and_bounds_slow_clients_as_the_service_does(version):
+    docs = list(yaml.safe_load_all((KUBERNETES / "ingress" / "ingress.yaml").read_text()))
+    assert [error for doc in docs for error in validation_errors(doc, version)] == []
+    controller, ingress = by_kind(docs)["ConfigMap"], by_kind(docs)["Ingress"]
+    settings = Settings()
+    assert controller["data"]["client-header-timeout"] == f"{settings.head_timeout_s:g}"
+    assert controller["data"]["client-body-timeout"] == f"{settings.body_timeout_s:g}"
+    count, size = controller["data"]["large-client-header-buffers"].split()
+    assert int(count) * int(size.removesuffix("k")) * 1024 <= 2 * settings.max_head_bytes
+    annotations = ingress["metadata"]["annotations"]
+    body_size = int(annotations["nginx.ingress.kubernetes.io/proxy-body-size"].removesuffix("m"))
+    assert body_size * 2**20 == settings.max_upload_bytes
+    assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    service = next(doc for doc in base_documents() if doc["kind"] == "Service")
+    assert backend["name"] == service["metadata"]["name"]
 
 
 def test_strict_validation_catches_misspelt_fields():
