@@ -28,7 +28,7 @@ GRAPHS: dict[Kind, dict[str, Graph]] = {
             "images",
             ("probabilities", "logits", "penultimate", "layer_statistics"),
             "class probabilities (softmax, uncalibrated), logits, the penultimate layer's "
-            "features, and each convolution's per-channel mean and standard deviation",
+            "features, and each convolution's per-channel mean and root mean square",
         ),
     },
     "autoencoder": {

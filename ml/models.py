@@ -25,7 +25,8 @@ class Classifier(nn.Module):
     """A convolutional trunk, then a penultimate feature vector, then the logits."""
 
     def trunk(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The activations of each convolutional layer, first to last."""
+        """The activations of each convolutional layer, first to last, as the next layer
+        takes them (after its pooling)."""
         raise NotImplementedError
 
     def penultimate(self, last: torch.Tensor) -> torch.Tensor:
@@ -43,10 +44,14 @@ class Classifier(nn.Module):
 
 
 def layer_statistics(activations: list[torch.Tensor]) -> torch.Tensor:
-    """Per image, each channel's mean and standard deviation over the image, layer after layer:
-    how the image looks to every convolution, which the out-of-distribution score (`ml.ood`)
-    compares with the training images'. N x (2 x all channels)."""
-    return torch.cat([torch.cat([a.mean((2, 3)), a.std((2, 3))], 1) for a in activations], 1)
+    """Per image, each channel's mean and root mean square over the image, layer after layer
+    (after pooling: four times fewer values to reduce than before it): how the image looks to
+    every convolution, which the out-of-distribution score (`ml.ood`) compares with the
+    training images'. The root mean square carries what a standard deviation would, at one
+    pass over the activations instead of two. N x (2 x all channels)."""
+    return torch.cat(
+        [torch.cat([a.mean((2, 3)), a.square().mean((2, 3)).sqrt()], 1) for a in activations], 1
+    )
 
 
 class LeNet5(Classifier):
@@ -61,12 +66,11 @@ class LeNet5(Classifier):
         self.fc3 = nn.Linear(84, num_classes)
 
     def trunk(self, x: torch.Tensor) -> list[torch.Tensor]:
-        first = F.relu(self.conv1(_pad_to_32(_normalise(x))))
-        return [first, F.relu(self.conv2(F.max_pool2d(first, 2)))]
+        first = F.max_pool2d(F.relu(self.conv1(_pad_to_32(_normalise(x)))), 2)  # 14 x 14
+        return [first, F.max_pool2d(F.relu(self.conv2(first)), 2)]  # 5 x 5
 
     def penultimate(self, last: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.fc1(F.max_pool2d(last, 2).flatten(1)))
-        return F.relu(self.fc2(x))
+        return F.relu(self.fc2(F.relu(self.fc1(last.flatten(1)))))
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc3(features)
@@ -94,9 +98,9 @@ class MyNet(Classifier):
         self.fc2 = nn.Linear(128, num_classes)
 
     def trunk(self, x: torch.Tensor) -> list[torch.Tensor]:
-        first = self.conv1(_pad_to_32(_normalise(x)))  # 32 x 32
-        second = self.conv2(F.max_pool2d(first, 2))  # 16 x 16
-        return [first, second, self.conv3(F.max_pool2d(second, 2))]  # 8 x 8
+        first = F.max_pool2d(self.conv1(_pad_to_32(_normalise(x))), 2)  # 32 -> 16
+        second = F.max_pool2d(self.conv2(first), 2)  # 16 -> 8
+        return [first, second, self.conv3(second)]  # 8 x 8
 
     def penultimate(self, last: torch.Tensor) -> torch.Tensor:
         return F.relu(self.fc1(self.dropout(last.flatten(1))))

@@ -7,8 +7,9 @@ Framework for Detecting Out-of-Distribution Samples and Adversarial Attacks", 20
 on the training split. The feature vector joins what the classifier's graph gives
 (`ml.graphs`): the square root of the penultimate layer (ReLU outputs, whose long right tail
 the root makes closer to Gaussian), the logits, and the square root of each convolution's
-per-channel mean and standard deviation (`ml.models.layer_statistics`), which tell blank, noisy
-and photographic images from garments far better than the last layers alone. The choice was
+per-channel mean and root mean square after pooling (`ml.models.layer_statistics`), which
+tell blank, noisy and photographic images from garments far better than the last layers
+alone. The choice was
 made by measurement on the validation split against the sets of `ml.ood_sets`
 (`scripts/ood_methods.py`, `reports/ood_methods.md`). An image is flagged when its score is
 above a threshold: the quantile of the validation scores that flags a chosen share of

@@ -5,7 +5,7 @@ the validation split, for each classifier in checkpoints/.
 
 `fmnist-calibrate` ships one choice of each (`ml.ood`: a Mahalanobis distance on
 [sqrt(penultimate), logits, sqrt(layer_statistics)], the last being each convolution's
-per-channel mean and standard deviation over the image, `ml.models.layer_statistics`;
+per-channel mean and root mean square over the image, `ml.models.layer_statistics`;
 `ml.calibration`: one temperature). This study is what justifies them, and it never uses the
 test split, which `fmnist-calibrate` evaluates once, for the record:
 
@@ -374,7 +374,7 @@ def report(results: dict[str, dict[str, Any]], data: FashionMNIST) -> str:
         f"{SEED}); `upside_down` is the validation garments turned upside down",
         "- OOD features: outputs of the classifier's served graph "
         "(`ml.calibrate.graph_outputs`): `penultimate` (ReLU units), `logits` and "
-        "`layer_statistics`, each convolution's per-channel mean and standard deviation over "
+        "`layer_statistics`, each convolution's per-channel mean and root mean square over "
         "the image (`ml.models.layer_statistics`); the shipped score is `ml.ood.MahalanobisScore` "
         f"itself, on [{FEATURES}]",
         "- OOD cells: AUROC (validation against the set) / FPR95, the share of the set that "
