@@ -441,7 +441,7 @@ def results_block(servers: list[Server]) -> str:
 def report(args: argparse.Namespace, servers: list[Server], command: str) -> str:
     return "\n".join(
         [
-            "# Serving benchmark: the service, a naive FastAPI server and LitServe",
+            f"# Serving benchmark: {', '.join(server.name for server in servers)}",
             "",
             f"Command: `{command}`",
             "",

@@ -177,6 +177,15 @@ def explanation_chart(
     return _figure_png(figure)
 
 
+def check_chart_rows(count: int, what: str = "chart") -> None:
+    """`InvalidParameter` when a PNG `what` of one row per image would show more than
+    MAX_CHART_ROWS images."""
+    if count > MAX_CHART_ROWS:
+        raise InvalidParameter(
+            f"a PNG {what} shows at most {MAX_CHART_ROWS} images; ask for JSON instead"
+        )
+
+
 def grid_size(cells: int, columns: int, scale: int) -> tuple[int, int]:
     """Width and height of a `grid` of `cells` cells: columns * (28 * scale) + (columns + 1) *
     GAP wide, likewise high for the rows."""

@@ -21,7 +21,6 @@ from service.dependencies import (
     png_response,
     wants_png,
 )
-from service.errors import InvalidParameter
 from service.inputs import read_images
 from service.ood import ood_summary, refuse_flagged
 from service.schemas import IMAGES_REQUEST_BODY, ClassifyResponse
@@ -53,10 +52,8 @@ async def classify(
     loaded = runtime.get(model, "/classify", kind="classifier")
     png = wants_png(request, output_format)
     images = await read_images(request, invert, runtime.settings, runtime.decoder)
-    if png and len(images) > plots.MAX_CHART_ROWS:
-        raise InvalidParameter(
-            f"a PNG chart shows at most {plots.MAX_CHART_ROWS} images; ask for JSON instead"
-        )
+    if png:
+        plots.check_chart_rows(len(images))
     calibrated_probabilities, uncalibrated, scores, flags = await loaded.run("classify", images)
     if ood == "refuse":
         refuse_flagged(loaded, flags)

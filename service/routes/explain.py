@@ -19,7 +19,6 @@ from service.dependencies import (
     png_response,
     wants_png,
 )
-from service.errors import InvalidParameter
 from service.explain import BACKGROUND, Occlusion
 from service.inputs import read_images
 from service.runtime import LoadedModel
@@ -62,10 +61,8 @@ async def explain(
     loaded = runtime.get(model, "/explain", kind="classifier")
     png = wants_png(request, output_format)
     images = await read_images(request, invert, runtime.settings, runtime.decoder)
-    if png and len(images) > plots.MAX_CHART_ROWS:
-        raise InvalidParameter(
-            f"a PNG explanation shows at most {plots.MAX_CHART_ROWS} images; ask for JSON instead"
-        )
+    if png:
+        plots.check_chart_rows(len(images), "explanation")
     probabilities = await _probabilities(loaded, images, runtime.settings.max_batch_size)
     result = OCCLUSION.explain(probabilities, target)
     if png:
