@@ -58,6 +58,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.in_head = True  # between requests or inside a head: not inside a body
         self.head_bytes = 0  # bytes received since the head began (an upper bound of its size)
         self.head_fields = 0
+        self.head_size = 0  # of the head's URL and fields parsed so far: exact, unlike head_bytes
         self.head_timer: asyncio.TimerHandle | None = None
 
     # The connection.
@@ -122,7 +123,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.head_fields = 0
+        self.head_fields = self.head_size = 0
         if self.head_timer is None:
             self._start_head_timer()
 
@@ -133,6 +134,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_fields += 1
+        self.head_size += len(self.url) if self.head_fields == 1 else 0
+        self.head_size += len(name) + len(value) + 4  # ": " and the line break
+        if self.head_size > self.limits.max_head_bytes:
+            raise _Refused(*self._head_too_large())
         if self.head_fields > self.limits.max_headers:
             raise _Refused(
                 431,

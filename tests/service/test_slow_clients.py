@@ -146,11 +146,13 @@ def test_unfinished_heads_cost_little_and_are_closed_after_the_head_timeout(
     "head",
     [
         b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * 2**20 + b"\r\n\r\n",
+        # Small enough to arrive in one read, whole: refused by the head's parsed size.
+        b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n",
         b"GET /healthz HTTP/1.1\r\nHost: test\r\n"
         + b"".join(b"X-%d: 1\r\n" % i for i in range(5000))
         + b"\r\n",
     ],
-    ids=["a 1 MiB header", "5,000 headers"],
+    ids=["a 1 MiB header", "a 20 KB header", "5,000 headers"],
 )
 def test_oversized_heads_get_431(server: Server, head: bytes) -> None:
     sock = connect(server)
