@@ -10,6 +10,7 @@ import gc
 import logging.config
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -26,6 +27,9 @@ from service.routes import PROTECTED_ROUTERS, PUBLIC_ROUTERS
 from service.runtime import Runtime
 from service.settings import Settings
 from service.web import install_web
+
+if TYPE_CHECKING:
+    from service.grpc.server import GrpcServer
 
 DESCRIPTION = """\
 LeNet-5, MyNet and a convolutional VAE trained on Fashion-MNIST.
@@ -52,15 +56,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        grpc_server = await start_grpc(runtime, metrics, app.version)
         # What start-up allocated (models, schemas, modules) lives as long as the process: keep
         # it out of the garbage collector's scans, which then only look at request garbage.
         gc.freeze()
         # SIGTERM from here on drains (service/drain.py) instead of cutting requests off.
-        drain = Drain(runtime, settings.drain_seconds, settings.drain_delay_seconds)
+        listeners = [grpc_server] if grpc_server else []
+        drain = Drain(runtime, settings.drain_seconds, settings.drain_delay_seconds, listeners)
         drain.install()
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.closed(drain.grace_s())
             drain.uninstall()
             await runtime.stop()
 
@@ -109,6 +117,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(ResponseHeaders, instance_id=settings.instance_id)
     return app
+
+
+async def start_grpc(runtime: Runtime, metrics: Metrics, version: str) -> GrpcServer | None:
+    """The v2 protocol over gRPC on FMNIST_GRPC_PORT, when set. Imported only then: the
+    protocol's messages (package `inference`) then take their names in protobuf's process-wide
+    registry, where a client library's copies of them (tritonclient, KServe) would clash."""
+    if runtime.settings.grpc_port is None:
+        return None
+    from service.grpc.server import GrpcServer
+
+    server = GrpcServer(runtime, metrics, version)
+    await server.start()
+    return server
 
 
 app = create_app()

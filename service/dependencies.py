@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
 import ml
 from service.errors import NotAcceptable, Unauthorized, error_responses
@@ -36,7 +37,12 @@ async def require_api_key(
     check to the model routes only when a key is set."""
     expected = runtime.settings.api_key
     assert expected is not None  # noqa: S101  narrows the type: attached only with a key
-    supplied = bearer.credentials if bearer else header_key
+    check_api_key(bearer.credentials if bearer else header_key, expected)
+
+
+def check_api_key(supplied: str | None, expected: SecretStr) -> None:
+    """`Unauthorized` unless `supplied` is the key (compared in constant time): the check of
+    both protocols, which take the key the same two ways."""
     if not supplied:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>` or `X-API-Key`")
     # Header values arrive decoded as latin-1: encoding them back gives the bytes the client

@@ -22,6 +22,10 @@ As with uvicorn's own handler, a second SIGINT (Ctrl+C) closes the listener with
 the delay, and a third exits at once. Where no uvicorn server handles the signals (the app served
 in-process by tests, or by another server), nothing is installed.
 
+A gRPC server of the process (FMNIST_GRPC_PORT) follows the same timeline: its health and
+ServerReady fail at t = 0, it refuses new calls and connections from t = W, and the calls it has
+until t = D - 1.5 s (then they are cancelled); the app's shutdown waits for it.
+
 Under several workers, each worker drains this way; `fmnist-serve`'s supervisor passes the signal
 on at once and closes its own copy of the listening socket (see `service.server`). A worker whose
 supervisor dies without passing anything on (SIGKILL, a crash) drains the same way: left
@@ -36,8 +40,9 @@ import multiprocessing
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 
@@ -54,11 +59,25 @@ UVICORN_TICK_S = 0.2  # uvicorn notices should_exit within 0.1 s, then sleeps 0.
 READ_PENDING_S = 0.05  # after closing the listener, for requests already on accepted connections
 
 
+class Listener(Protocol):
+    """Another server of this process (gRPC's), closed when the HTTP listener closes."""
+
+    def close(self, grace_s: float) -> None:
+        """Refuse new work now; what is in progress has `grace_s` to finish."""
+
+
 class Drain:
-    def __init__(self, runtime: Runtime, drain_s: float, delay_s: float) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        drain_s: float,
+        delay_s: float,
+        listeners: Sequence[Listener] = (),
+    ) -> None:
         self.runtime = runtime
         self.drain_s = drain_s
         self.delay_s = min(delay_s, drain_s)
+        self.listeners = listeners
         self.server: uvicorn.Server | None = None
         self.started_at: float | None = None  # time.monotonic() of the first signal
         self._handlers: dict[int, Any] = {}  # the server's own, by signal
@@ -98,6 +117,12 @@ class Drain:
         self._handlers.clear()
         if self._task is not None:
             self._task.cancel()
+
+    def grace_s(self) -> float:
+        """What is left for requests in progress: until uvicorn would cancel them, counted from
+        the signal (from now when none came)."""
+        started_at = self.started_at or time.monotonic()
+        return max(0.0, started_at + self.drain_s - CANCEL_BEFORE_S - time.monotonic())
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
         """In the main thread, between two bytecodes of whatever it was running: only set a flag
@@ -142,6 +167,8 @@ class Drain:
             # under way, and a request still unread in the socket would be lost with it.
             for listener in getattr(server, "servers", []):
                 listener.close()
+            for other in self.listeners:
+                other.close(self.grace_s())
             await asyncio.sleep(READ_PENDING_S)
             # uvicorn reads its graceful timeout when its shutdown begins, within 0.1 s.
             left = started_at + self.drain_s - CANCEL_BEFORE_S - UVICORN_TICK_S - time.monotonic()

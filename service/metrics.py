@@ -1,5 +1,6 @@
 """Prometheus metrics, in a registry of their own per app (so several apps can coexist in a
-process, as in tests). With several uvicorn workers each process counts for itself."""
+process, as in tests). With several uvicorn workers each process counts for itself. Requests
+are counted per protocol (`fmnist_http_*`, `fmnist_grpc_*`); batches mix both."""
 
 from __future__ import annotations
 
@@ -34,6 +35,21 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # The same for the v2 protocol over gRPC (service/grpc): the protocol is the metric's
+        # name, and gRPC's own vocabulary its labels (the method, the status code's name).
+        self.rpcs = Counter(
+            "fmnist_grpc_requests",
+            "gRPC calls answered, by method and status code",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.rpc_latency = Histogram(
+            "fmnist_grpc_request_duration_seconds",
+            "Time from a gRPC call's start to its answer, by method and status code",
+            ["method", "code"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.inference = Histogram(
             "fmnist_inference_seconds",
             "Time of one batched model call, by model and operation",
@@ -59,6 +75,11 @@ class Metrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         count, latency = self._labelled((self.requests, self.latency), method, route, str(status))
+        count.inc()
+        latency.observe(seconds)
+
+    def observe_rpc(self, method: str, code: str, seconds: float) -> None:
+        count, latency = self._labelled((self.rpcs, self.rpc_latency), method, code)
         count.inc()
         latency.observe(seconds)
 

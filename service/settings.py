@@ -145,6 +145,17 @@ class Settings(BaseSettings):
         "504 with Retry-After; 0 is no deadline",
     )
     api_key: SecretStr | None = Field(None, description="when set, required on every model route")
+    grpc_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="the port of the Open Inference Protocol v2 over gRPC, served by every "
+        "worker beside HTTP (fmnist-serve --grpc-port); unset, no gRPC; 0 picks a free port",
+    )
+    grpc_host: str = Field(
+        "127.0.0.1",
+        description="the interface gRPC listens on; fmnist-serve sets it to its --host",
+    )
     log_format: Literal["text", "json"] = "text"
     access_log: bool = Field(
         False,

@@ -1,14 +1,9 @@
-"""The v2 model repository extension: list the models, load a checkpoint, unload a model.
-
-The repository is the checkpoint folder (FMNIST_CHECKPOINT_DIR) and its models are the
-registered ones (`lenet`, `mynet`, `vae`; `vae-decoder` comes and goes with `vae`). A load reads
-the folder as it is at that moment, verifies the hashes, warms the model and swaps it in
-(`Runtime.load`). Each server process holds its own models: with several workers, a load
-reaches the one process that answers it.
-"""
+"""The v2 model repository extension over REST: list the models, load a checkpoint, unload a
+model (what each does: `service.v2.repository`)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -18,7 +13,7 @@ import ml
 from service.dependencies import RuntimeDep
 from service.errors import InvalidParameter
 from service.jsonbody import json_object
-from service.v2.catalog import version_of
+from service.v2 import repository
 from service.v2.errors import V2Route
 from service.v2.openapi import (
     INDEX,
@@ -47,15 +42,10 @@ async def index(request: Request, runtime: RuntimeDep) -> list[dict[str, Any]]:
     only_ready = (await _json(request)).get("ready", False)
     if not isinstance(only_ready, bool):
         raise InvalidParameter('"ready" must be true or false')
-    entries = []
-    for name in ml.MODELS:
-        loaded = runtime.models.get(name)
-        if loaded is not None:
-            version = version_of(loaded)
-            entries.append({"name": name, "version": version, "state": "READY", "reason": ""})
-        elif not only_ready:
-            entries.append({"name": name, "state": "UNAVAILABLE", "reason": "unloaded"})
-    return entries
+    return [
+        {key: value for key, value in asdict(entry).items() if value is not None}
+        for entry in repository.index(runtime, only_ready)
+    ]
 
 
 @router.post(
@@ -70,13 +60,8 @@ async def load(name: ModelName, request: Request, runtime: RuntimeDep) -> dict[s
     parameters = (await _json(request)).get("parameters", {})
     if not isinstance(parameters, dict):
         raise InvalidParameter('"parameters" must be an object (an empty one: a load takes none)')
-    if parameters:
-        raise InvalidParameter(
-            "load takes no parameters (no config or file overrides): it loads the checkpoint "
-            "folder's files, whose cards vouch for them"
-        )
-    loaded = await runtime.load(name)
-    return {"name": name, "load": True, "version": version_of(loaded)}
+    version = await repository.load(runtime, name, parameters)
+    return {"name": name, "load": True, "version": version}
 
 
 @router.post(

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 
 from service.dependencies import RuntimeDep
-from service.errors import MethodNotAllowed, NotFound, NotReady
+from service.errors import MethodNotAllowed, NotFound
 from service.routes import repository
 from service.runtime import Runtime
 from service.v2 import catalog, inference
@@ -36,8 +36,6 @@ from service.v2.openapi import (
 )
 from service.v2.tensors import HEADER_LENGTH, encode_response, parse_request
 
-SERVER_NAME = "fmnist-service"
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
 THREAD_OVER_BYTES = 64 * 1024  # responses this big are built off the event loop
 
 public = APIRouter(tags=["v2"], route_class=V2Route)
@@ -58,9 +56,9 @@ INFER_ERRORS = v2_error_responses(503, 504)
 @public.get("/v2", summary="v2 server metadata", responses={200: SERVER_METADATA})
 async def server_metadata(request: Request) -> dict[str, Any]:
     return {
-        "name": SERVER_NAME,
+        "name": catalog.SERVER_NAME,
         "version": request.app.version,
-        "extensions": EXTENSIONS,
+        "extensions": list(catalog.EXTENSIONS),
     }
 
 
@@ -86,7 +84,7 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
     responses={200: MODEL_METADATA, **MODEL_ERRORS},
 )
 async def model_metadata(name: ModelName, runtime: RuntimeDep) -> dict[str, Any]:
-    return await inference.metadata(_find(runtime, name, None))
+    return await inference.metadata(catalog.find_serving(runtime, name, None))
 
 
 @router.get(
@@ -97,7 +95,7 @@ async def model_metadata(name: ModelName, runtime: RuntimeDep) -> dict[str, Any]
 async def version_metadata(
     name: ModelName, version: Version, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    return await inference.metadata(_find(runtime, name, version))
+    return await inference.metadata(catalog.find_serving(runtime, name, version))
 
 
 @router.get(
@@ -106,7 +104,7 @@ async def version_metadata(
     responses={200: MODEL_READY, **MODEL_ERRORS},
 )
 async def model_ready(name: ModelName, runtime: RuntimeDep) -> dict[str, Any]:
-    return {"name": _find(runtime, name, None).name, "ready": True}
+    return {"name": catalog.find_serving(runtime, name, None).name, "ready": True}
 
 
 @router.get(
@@ -115,7 +113,7 @@ async def model_ready(name: ModelName, runtime: RuntimeDep) -> dict[str, Any]:
     responses={200: MODEL_READY, **MODEL_ERRORS},
 )
 async def version_ready(name: ModelName, version: Version, runtime: RuntimeDep) -> dict[str, Any]:
-    return {"name": _find(runtime, name, version).name, "ready": True}
+    return {"name": catalog.find_serving(runtime, name, version).name, "ready": True}
 
 
 INFER_DESCRIPTION = "JSON, or JSON followed by binary tensors (Inference-Header-Content-Length)."
@@ -129,7 +127,7 @@ INFER_DESCRIPTION = "JSON, or JSON followed by binary tensors (Inference-Header-
     openapi_extra={"requestBody": INFER_REQUEST_BODY},
 )
 async def infer(name: ModelName, request: Request, runtime: RuntimeDep) -> Response:
-    return await _infer(_find(runtime, name, None), request, runtime)
+    return await _infer(catalog.find_serving(runtime, name, None), request, runtime)
 
 
 @router.post(
@@ -142,7 +140,7 @@ async def infer(name: ModelName, request: Request, runtime: RuntimeDep) -> Respo
 async def infer_version(
     name: ModelName, version: Version, request: Request, runtime: RuntimeDep
 ) -> Response:
-    return await _infer(_find(runtime, name, version), request, runtime)
+    return await _infer(catalog.find_serving(runtime, name, version), request, runtime)
 
 
 async def _infer(view: catalog.View, request: Request, runtime: Runtime) -> Response:
@@ -183,9 +181,3 @@ async def no_route(request: Request) -> Response:
             headers={"Allow": ", ".join(allowed)},
         )
     raise NotFound(f"no v2 route {request.method} {request.url.path}")
-
-
-def _find(runtime: Runtime, name: str, version: str | None) -> catalog.View:
-    if not runtime.serving:
-        raise NotReady("models are not loaded yet, or the service is shutting down")
-    return catalog.find(runtime, name, version)

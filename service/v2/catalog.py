@@ -23,9 +23,11 @@ import numpy as np
 import ml
 from ml.graphs import GRAPHS
 from service.backends.engine import OPERATIONS
-from service.errors import NotFound
+from service.errors import NotFound, NotReady
 from service.runtime import LoadedModel, Runtime
 
+SERVER_NAME = "fmnist-service"  # in the server metadata of either protocol
+EXTENSIONS = ("binary_tensor_data", "model_repository")
 DECODER_SUFFIX = "-decoder"
 IMAGE_SHAPE = (1, ml.IMAGE_SIZE, ml.IMAGE_SIZE)
 IMAGE_OUTPUTS = frozenset({"reconstruction", "images"})  # N x 1 x 28 x 28 on the wire
@@ -129,6 +131,14 @@ def find(runtime: Runtime, name: str, version: str | None = None) -> View:
     if version is not None and version != view.version:
         raise NotFound(f"model {name!r} has no version {version!r}; loaded: {view.version}")
     return view
+
+
+def find_serving(runtime: Runtime, name: str, version: str | None = None) -> View:
+    """`find`, once the models are serving; `NotReady` before they are and while draining
+    ends."""
+    if not runtime.serving:
+        raise NotReady("models are not loaded yet, or the service is shutting down")
+    return find(runtime, name, version)
 
 
 def derive(name: str, probabilities: np.ndarray) -> np.ndarray:

@@ -116,18 +116,8 @@ def _read_input(raw: object, binary: bytes, offset: int) -> tuple[Tensor, int]:
     """One entry of `inputs` -> the tensor and how many binary bytes it took."""
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise InvalidTensor('every input needs a "name", "shape", "datatype" and data')
-    name = raw["name"]
-    datatype = raw.get("datatype")
-    if not isinstance(datatype, str) or datatype not in DTYPES:  # a list or object: unhashable
-        raise InvalidTensor(f"input {name!r}: unknown datatype {datatype!r}")
-    shape = raw.get("shape")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIMENSION for d in shape
-    ):
-        raise InvalidTensor(f"input {name!r}: shape must be a list of non-negative int64 integers")
-    if len(shape) > MAX_DIMENSIONS:
-        raise InvalidTensor(f"input {name!r}: more than {MAX_DIMENSIONS} dimensions")
-    count = math.prod(shape)  # a Python int: no overflow, whatever the shape claims
+    name, datatype, shape = raw["name"], raw.get("datatype"), raw.get("shape")
+    count = element_count(name, datatype, shape)
     size = _parameters(raw, f"input {name!r}").get("binary_data_size")
     if size is not None:
         if (
@@ -136,20 +126,40 @@ def _read_input(raw: object, binary: bytes, offset: int) -> tuple[Tensor, int]:
             or not 0 <= size <= len(binary) - offset
         ):
             raise InvalidTensor(f"input {name!r}: binary_data_size {size!r} exceeds the body")
-        flat = _from_binary(binary[offset : offset + size], datatype, count, name)
+        flat = from_binary(binary[offset : offset + size], datatype, count, name)
     else:
         if "data" not in raw:
             raise InvalidTensor(f"input {name!r}: no data and no binary_data_size")
         flat = _from_json(raw["data"], datatype, count, name)
+    return shaped(name, datatype, shape, flat, binary=size is not None), size or 0
+
+
+def element_count(name: str, datatype: object, shape: object) -> int:
+    """The number of elements of input `name`, once its datatype and shape (a list) are
+    checked."""
+    if not isinstance(datatype, str) or datatype not in DTYPES:  # a list or object: unhashable
+        raise InvalidTensor(f"input {name!r}: unknown datatype {datatype!r}")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIMENSION for d in shape
+    ):
+        raise InvalidTensor(f"input {name!r}: shape must be a list of non-negative int64 integers")
+    if len(shape) > MAX_DIMENSIONS:
+        raise InvalidTensor(f"input {name!r}: more than {MAX_DIMENSIONS} dimensions")
+    return math.prod(shape)  # a Python int: no overflow, whatever the shape claims
+
+
+def shaped(
+    name: str, datatype: str, shape: Sequence[int], flat: np.ndarray, binary: bool
+) -> Tensor:
+    """The input tensor of `flat` elements (as many as `shape` needs) laid out in `shape`."""
     try:
         data = flat.reshape(shape)
     except ValueError:  # an empty tensor whose other dimensions are too big for numpy
-        raise InvalidTensor(f"input {name!r}: shape {shape} is too large") from None
-    tensor = Tensor(name, datatype, tuple(shape), data, binary=size is not None)
-    return tensor, size or 0
+        raise InvalidTensor(f"input {name!r}: shape {list(shape)} is too large") from None
+    return Tensor(name, datatype, tuple(shape), data, binary)
 
 
-def _from_binary(data: bytes, datatype: str, count: int, name: str) -> np.ndarray:
+def from_binary(data: bytes, datatype: str, count: int, name: str) -> np.ndarray:
     if datatype == "BYTES":
         elements, offset = [], 0
         while offset < len(data):
@@ -246,7 +256,7 @@ def encode_response(
             "shape": list(output.data.shape),
         }
         if output.binary:
-            chunk = _to_binary(output.data, output.datatype)
+            chunk = to_binary(output.data, output.datatype)
             entry["parameters"] = {"binary_data_size": len(chunk)}
             chunks.append(chunk)
         else:
@@ -258,7 +268,8 @@ def encode_response(
     return b"".join([header, *chunks]), len(header)
 
 
-def _to_binary(data: np.ndarray, datatype: str) -> bytes:
+def to_binary(data: np.ndarray, datatype: str) -> bytes:
+    """`data` in the binary form that `from_binary` reads."""
     if datatype == "BYTES":
         return b"".join(
             struct.pack("<I", len(item)) + item for item in (_as_bytes(x) for x in data.flat)
