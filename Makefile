@@ -4,8 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+GRPC_PORT ?= 8001
 
-.PHONY: run test venv system-deps lint format train figures bench docker docker-gpu container-check clean
+.PHONY: run test venv system-deps lint format grpc-stubs train figures bench docker docker-gpu container-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +42,7 @@ system-deps:
 	fi
 
 run: $(VENV)/.serve
-	$(BIN)/fmnist-serve --host $(HOST) --port $(PORT)
+	$(BIN)/fmnist-serve --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT)
 
 test: venv system-deps
 	$(BIN)/ruff check ml service scripts tests
@@ -54,6 +55,12 @@ lint: venv
 format: venv
 	$(BIN)/ruff format ml service scripts tests
 	$(BIN)/ruff check --fix ml service scripts tests
+
+# The gRPC stubs, from the protocol's definition (tests/v2/test_grpc_stubs.py checks that the
+# committed ones are what this makes).
+grpc-stubs: venv
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. \
+	  service/grpc/grpc_predict_v2.proto
 
 train: venv
 	$(BIN)/fmnist-train --model all

@@ -1,4 +1,5 @@
-"""`fmnist-serve`: run the service under uvicorn, with logs in FMNIST_LOG_FORMAT.
+"""`fmnist-serve`: run the service under uvicorn, with logs in FMNIST_LOG_FORMAT, and with
+`--grpc-port` (FMNIST_GRPC_PORT) the v2 protocol over gRPC in every worker (`service.grpc`).
 
 Every other setting comes from `FMNIST_*` environment variables (see `service.settings`).
 One worker runs in this process; several run under `Supervisor`, uvicorn's supervisor with what
@@ -151,12 +152,22 @@ def listening_sockets(host: str, port: int, count: int, backlog: int) -> list[so
     worker processes. The port is first bound alone, without SO_REUSEPORT: that fails while
     any other process listens on it, which a socket with SO_REUSEPORT would silently share
     with another server of this user; it also resolves port 0 to the port the kernel chose."""
+    port = free_port_or_exit(host, port)
+    try:
+        return [shared_socket(host, port, backlog) for _ in range(count)]
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host, port, exc.strerror)
+        sys.exit(STARTUP_FAILURE)
+
+
+def free_port_or_exit(host: str, port: int) -> int:
+    """`port` (the one the kernel picks, for 0) once binding it alone has shown that no other
+    process listens on it; exits with uvicorn's start-up failure code otherwise."""
     try:
         with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
-            port = probe.getsockname()[1]
-        return [shared_socket(host, port, backlog) for _ in range(count)]
+            return probe.getsockname()[1]
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc.strerror)
         sys.exit(STARTUP_FAILURE)
@@ -190,6 +201,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="server processes, each with its own models (default: FMNIST_WORKERS, else one "
         "per core); the engine's threads per model are the cores divided among them",
     )
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        help="serve the Open Inference Protocol v2 over gRPC on this port too, on --host, in "
+        "every worker (default: FMNIST_GRPC_PORT; unset, no gRPC; 0: a free port)",
+    )
     return parser.parse_args(argv)
 
 
@@ -212,7 +229,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.workers is not None:
         os.environ["FMNIST_WORKERS"] = str(args.workers)  # the workers' settings see it too
+    if args.grpc_port is not None:
+        os.environ["FMNIST_GRPC_PORT"] = str(args.grpc_port)
     settings = Settings()  # fail here, before forking workers, on a bad variable
+    if settings.grpc_port is not None:
+        # Every worker binds it with SO_REUSEPORT, which would silently share it with another
+        # server of this user: check here, once, that no one else listens on it.
+        grpc_port = free_port_or_exit(args.host, settings.grpc_port)
+        os.environ["FMNIST_GRPC_PORT"] = str(grpc_port)
+        os.environ["FMNIST_GRPC_HOST"] = args.host
     serve(
         APP,
         drain_s=settings.drain_seconds,
