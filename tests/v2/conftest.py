@@ -1,14 +1,15 @@
 """Fixtures for the v2 tests: one real service process (no API key) shared by the client tests,
-and the example images."""
+over HTTP and gRPC, and the example images."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.live_service import REPO, running_service
+from tests.live_service import REPO, free_port, running_service
 
 EXAMPLES = REPO / "examples"
 PICTURES = ("trouser.png", "bag.png", "boot.png", "shirt.png")
@@ -19,12 +20,30 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@dataclass(frozen=True)
+class V2Service:
+    url: str  # HTTP
+    grpc_target: str  # host:port of its gRPC server
+
+
 @pytest.fixture(scope="session")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL of a live service with every model loaded."""
+def v2_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[V2Service]:
+    """A live service with every model loaded, over HTTP and gRPC."""
     log = tmp_path_factory.mktemp("v2-service") / "uvicorn.log"
-    with running_service(log, {"FMNIST_INSTANCE_ID": "v2-tests"}) as service:
-        yield service.url
+    grpc_port = free_port()
+    env = {"FMNIST_INSTANCE_ID": "v2-tests", "FMNIST_GRPC_PORT": str(grpc_port)}
+    with running_service(log, env) as service:
+        yield V2Service(service.url, f"127.0.0.1:{grpc_port}")
+
+
+@pytest.fixture(scope="session")
+def url(v2_service: V2Service) -> str:
+    return v2_service.url
+
+
+@pytest.fixture(scope="session")
+def grpc_target(v2_service: V2Service) -> str:
+    return v2_service.grpc_target
 
 
 @pytest.fixture(scope="session")
