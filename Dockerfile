@@ -3,7 +3,7 @@
 #
 #   docker build -t fmnist-service .                                          # CPU: ONNX Runtime, no PyTorch
 #   docker build --build-arg TORCH_FLAVOUR=cu130 -t fmnist-service:gpu .      # + PyTorch's CUDA build
-#   docker run -p 8000:8000 fmnist-service
+#   docker run -p 8000:8000 -p 8001:8001 fmnist-service   # HTTP, and gRPC on 8001
 #
 # Stages: `deps` (third-party dependencies, rebuilt only when pyproject.toml changes), `wheel`
 # (the project's own code), `runtime` (what ships: a venv, the code, the checkpoints).
@@ -58,7 +58,8 @@ ENV PYTHONUNBUFFERED=1 \
     MPLCONFIGDIR=/tmp/matplotlib \
     FMNIST_CHECKPOINT_DIR=/app/checkpoints \
     FMNIST_DEVICE=auto \
-    FMNIST_WORKERS=1
+    FMNIST_WORKERS=1 \
+    FMNIST_GRPC_PORT=8001
 RUN useradd --create-home --uid 10001 --user-group app
 WORKDIR /app
 # Largest layer first: it only changes with the dependencies.
@@ -71,7 +72,8 @@ COPY deploy/healthcheck.py ./healthcheck.py
 # the image needs writing at run time except /tmp (matplotlib's cache), so the root filesystem
 # can be mounted read-only with a tmpfs on /tmp.
 USER 10001:10001
-EXPOSE 8000
+# HTTP, and the Open Inference Protocol v2 over gRPC (FMNIST_GRPC_PORT).
+EXPOSE 8000 8001
 # Ready means models loaded and warmed; loading takes a few seconds, hence the start period.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/app/healthcheck.py"]

@@ -116,6 +116,7 @@ def test_api_runs_cpu_replicas_without_a_profile(compose):
     assert "TORCH_FLAVOUR" not in api["build"].get("args", {})  # no PyTorch in the CPU image
     assert int(api["deploy"]["replicas"]) >= 2
     assert "ports" not in api  # fixed host ports would collide between replicas
+    assert api["expose"] == ["8000", "8001"]  # HTTP, and gRPC on the image's FMNIST_GRPC_PORT
     assert api["healthcheck"]["test"] == ["CMD", "python", "/app/healthcheck.py"]
 
 

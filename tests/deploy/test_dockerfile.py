@@ -127,7 +127,8 @@ def test_runtime_stage_is_non_root_with_a_python_readiness_probe():
     assert "PYTHONUNBUFFERED=1" in env and "FMNIST_WORKERS=1" in env
     users = args_of(runtime, "USER")
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    assert args_of(runtime, "EXPOSE") == ["8000"]
+    assert args_of(runtime, "EXPOSE") == ["8000 8001"]  # HTTP, gRPC
+    assert "FMNIST_GRPC_PORT=8001" in env
     (healthcheck,) = args_of(runtime, "HEALTHCHECK")
     assert '"python", "/app/healthcheck.py"' in healthcheck
     assert "COPY deploy/healthcheck.py ./healthcheck.py" in [

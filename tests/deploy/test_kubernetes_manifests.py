@@ -201,6 +201,19 @@ def test_service_hpa_and_pdb_point_at_the_deployment(overlay):
     assert metric["resource"]["name"] == "cpu"
 
 
+def test_grpc_port_from_the_configmap_through_the_service(overlay):
+    """gRPC is on in every pod (the ConfigMap's FMNIST_GRPC_PORT), on the container port named
+    `grpc`, which the Service exposes as HTTP/2 for meshes and gateways."""
+    _, docs = overlay
+    ports = {port["name"]: port for port in api_container(docs["Deployment"])["ports"]}
+    grpc_port = int(docs["ConfigMap"]["data"]["FMNIST_GRPC_PORT"])
+    assert ports["grpc"]["containerPort"] == grpc_port
+    assert ports["http"]["containerPort"] != grpc_port
+    service_ports = {port["name"]: port for port in docs["Service"]["spec"]["ports"]}
+    assert service_ports["grpc"]["targetPort"] == "grpc"
+    assert service_ports["grpc"]["appProtocol"] == "kubernetes.io/h2c"
+
+
 def test_overlays_choose_image_and_device(overlay):
     name, docs = overlay
     container = api_container(docs["Deployment"])
@@ -241,12 +254,13 @@ def kserve_validator() -> jsonschema.Draft7Validator:
     return jsonschema.Draft7Validator(strict(schema))
 
 
-def inference_service() -> dict:
-    return yaml.safe_load((KSERVE / "inferenceservice.yaml").read_text())
+def inference_service(name: str = "inferenceservice.yaml") -> dict:
+    return yaml.safe_load((KSERVE / name).read_text())
 
 
-def test_inference_service_matches_the_kserve_crd(kserve_validator):
-    isvc = inference_service()
+@pytest.mark.parametrize("name", ["inferenceservice.yaml", "inferenceservice-grpc.yaml"])
+def test_inference_service_matches_the_kserve_crd(kserve_validator, name):
+    isvc = inference_service(name)
     assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
     errors = [
         f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
@@ -282,3 +296,24 @@ def test_kserve_predictor_runs_the_deployment_container():
     for name in ("FMNIST_DEVICE", "FMNIST_WORKERS", "FMNIST_THREADS"):
         assert env[name] == config[name], name
     assert predictor["scaleMetric"] == "cpu"
+
+
+def test_the_grpc_predictor_is_the_http_ones_with_an_h2c_port():
+    """KServe takes one port per predictor container: the gRPC InferenceService is the HTTP
+    one's container with gRPC on and its port declared `h2c`, probed over HTTP all the same."""
+    http = inference_service()
+    grpc = inference_service("inferenceservice-grpc.yaml")
+    assert grpc["metadata"]["name"] != http["metadata"]["name"]
+    (http_container,) = http["spec"]["predictor"]["containers"]
+    (grpc_container,) = grpc["spec"]["predictor"]["containers"]
+    env = {e["name"]: e.get("value") for e in grpc_container["env"]}
+    (port,) = grpc_container["ports"]
+    assert (port["name"], port["containerPort"]) == ("h2c", int(env["FMNIST_GRPC_PORT"]))
+    assert "FMNIST_GRPC_PORT" not in {e["name"] for e in http_container["env"]}
+    assert [e for e in grpc_container["env"] if e["name"] != "FMNIST_GRPC_PORT"] == http_container[
+        "env"
+    ]
+    for field in set(http_container) - {"ports", "env"}:
+        assert grpc_container[field] == http_container[field], field
+    for field in set(http["spec"]["predictor"]) - {"containers"}:
+        assert grpc["spec"]["predictor"][field] == http["spec"]["predictor"][field], field
