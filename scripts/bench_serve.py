@@ -43,10 +43,12 @@ import os
 import platform
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +71,7 @@ from service.imaging import decode
 
 REPO = Path(__file__).resolve().parents[1]
 LOAD_GENERATOR = Path(__file__).with_name("load_generator.py")
+GRPC_LOAD_GENERATOR = Path(__file__).with_name("grpc_load_generator.py")
 SERVERS = ("naive", "litserve", "service", "baseline")
 PEERS = ("naive", "litserve", "baseline")  # the servers each result is compared with
 LITSERVE_BATCH_TIMEOUT_S = 0.005
@@ -241,11 +244,15 @@ READY_PATHS = {
 }
 
 
-def start_server(kind: str, args: argparse.Namespace, port: int) -> tuple[subprocess.Popen, float]:
-    """The server, ready; and the seconds from its start until it answered its ready path."""
+def start_server(
+    kind: str, args: argparse.Namespace, port: int, grpc_port: int | None = None
+) -> tuple[subprocess.Popen, float]:
+    """The server (with gRPC on `grpc_port`, for the service), ready; and the seconds from its
+    start until it answered its ready path."""
     tree, checkpoint_dir = REPO, args.checkpoint_dir
     if kind in ("service", "baseline"):
         command = [sys.executable, "-m", "service.server", "--port", str(port)]
+        command += ["--grpc-port", str(grpc_port)] if grpc_port is not None else []
         if kind == "baseline":  # `python -m` runs the worktree's code: its folder comes first
             tree, checkpoint_dir = args.baseline_tree, str(args.baseline_tree / "checkpoints")
     else:
@@ -277,11 +284,27 @@ def json_body(images: list[bytes]) -> tuple[bytes, str]:
 
 
 def run_load(
-    url: str, scenario: Scenario, body_file: Path, content_type: str, load_cpus: list[int]
+    url: str,
+    scenario: Scenario,
+    body_file: Path,
+    content_type: str,
+    load_cpus: list[int],
+    *headers: str,
 ) -> dict:
     """Run the load generator in a fresh process pinned to `load_cpus`; its measurements."""
     command = [sys.executable, str(LOAD_GENERATOR), url, str(body_file), content_type]
+    command += [str(scenario.concurrency), str(scenario.requests), *headers]
+    return _load_process(command, load_cpus)
+
+
+def run_grpc_load(target: str, scenario: Scenario, request_file: Path, load_cpus: list[int]):
+    """The same for gRPC (scripts/grpc_load_generator.py)."""
+    command = [sys.executable, str(GRPC_LOAD_GENERATOR), target, str(request_file)]
     command += [str(scenario.concurrency), str(scenario.requests)]
+    return _load_process(command, load_cpus)
+
+
+def _load_process(command: list[str], load_cpus: list[int]) -> dict:
     output = subprocess.run(  # noqa: S603  this interpreter running the load generator
         command,
         capture_output=True,
@@ -476,6 +499,102 @@ def test_images(count: int) -> list[bytes]:
     return files
 
 
+PROTOCOLS = ("/classify JSON", "v2 REST JSON", "v2 REST binary", "v2 gRPC")
+MODEL_V2 = "mynet"  # what /classify runs by default
+V2_INFER = f"/v2/models/{MODEL_V2}/infer"
+
+
+def protocol_loads(images: list[bytes], folder: Path) -> dict[tuple[str, int], Callable]:
+    """For each protocol and image count, what runs a scenario's load against the service at
+    (url, grpc target): the same PNG files each time, decoded by the service alike."""
+    from service.grpc import grpc_predict_v2_pb2 as pb  # this process imports no gRPC client
+
+    loads: dict[tuple[str, int], Callable] = {}
+    for count in (1, 64):
+        files = images[:count]
+        path = Path(folder, f"protocol-{count}")
+        path.mkdir()
+        classify, _ = json_body(files)
+        tensor = {"name": "image_files", "datatype": "BYTES", "shape": [count]}
+        wanted = [{"name": "probabilities"}]
+        encoded = [base64.b64encode(f).decode() for f in files]
+        v2_json = json.dumps({"inputs": [{**tensor, "data": encoded}], "outputs": wanted})
+        raw = b"".join(struct.pack("<I", len(f)) + f for f in files)
+        sized = {**tensor, "parameters": {"binary_data_size": len(raw)}}
+        header = json.dumps({"inputs": [sized], "outputs": wanted}).encode()
+        request = pb.ModelInferRequest(model_name=MODEL_V2, raw_input_contents=[raw])
+        request.inputs.add(name="image_files", datatype="BYTES", shape=[count])
+        request.outputs.add(name="probabilities")
+        bodies = {
+            "classify": classify,
+            "json": v2_json.encode(),
+            "binary": header + raw,
+            "grpc": request.SerializeToString(),
+        }
+        for name, body in bodies.items():
+            (path / name).write_bytes(body)
+        length = f"Inference-Header-Content-Length={len(header)}"
+        loads["/classify JSON", count] = lambda u, g, sc, cpus, p=path: run_load(
+            f"{u}/classify", sc, p / "classify", "application/json", cpus
+        )
+        loads["v2 REST JSON", count] = lambda u, g, sc, cpus, p=path: run_load(
+            u + V2_INFER, sc, p / "json", "application/json", cpus
+        )
+        loads["v2 REST binary", count] = lambda u, g, sc, cpus, p=path, h=length: run_load(
+            u + V2_INFER, sc, p / "binary", "application/octet-stream", cpus, h
+        )
+        loads["v2 gRPC", count] = lambda u, g, sc, cpus, p=path: run_grpc_load(
+            g, sc, p / "grpc", cpus
+        )
+    return loads
+
+
+def compare_protocols(args: argparse.Namespace, scenarios: list[Scenario]) -> str:
+    """--protocols: the service alone, each round started afresh with gRPC on, each scenario
+    over each protocol; a table of the medians over the rounds."""
+    runs: dict[tuple[str, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        loads = protocol_loads(test_images(64), Path(folder))
+        for round_number in range(args.repeats):
+            port, grpc_port = free_port(), free_port()
+            process, _ = start_server("service", args, port, grpc_port)
+            url, target = f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}"
+            try:
+                warm_up = Scenario("warm-up", 16, 1, 300)
+                for protocol in PROTOCOLS:
+                    loads[protocol, 1](url, target, warm_up, args.load_cpus)
+                turn = round_number % len(PROTOCOLS)
+                for scenario in scenarios:
+                    for protocol in PROTOCOLS[turn:] + PROTOCOLS[:turn]:
+                        load = loads[protocol, scenario.images_per_request]
+                        run = load(url, target, scenario, args.load_cpus)
+                        runs.setdefault((scenario.name, protocol), []).append(run)
+                        print(
+                            f"  round {round_number + 1} {scenario.name:22} {protocol:15} "
+                            f"{run['requests'] / run['seconds']:8.0f} req/s  "
+                            f"p99 {run['p99_ms']:7.1f} ms  errors {run['errors']}",
+                            flush=True,
+                        )
+            finally:
+                stop(process)
+    lines = [
+        f"The service's {MODEL_V2} over each protocol, {args.repeats} round(s), medians.",
+        "",
+        "| workload | clients | protocol | req/s | images/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario in scenarios:
+        for protocol in PROTOCOLS:
+            result = Result(protocol, scenario, runs[scenario.name, protocol])
+            lines.append(
+                f"| {scenario.requests} x {scenario.images_per_request} image(s) "
+                f"| {scenario.concurrency} | {protocol} | {result.requests_per_s:.0f} "
+                f"| {result.images_per_s:.0f} | {result.median('p50_ms'):.1f} "
+                f"| {result.median('p99_ms'):.1f} | {result.errors} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cpus = sorted(os.sched_getaffinity(0))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -513,6 +632,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--output", default="reports/bench_serve.md")
     parser.add_argument(
+        "--protocols",
+        metavar="FILE",
+        help="instead: the service alone, the same workloads over /classify, v2 REST (JSON "
+        "and binary) and v2 gRPC side by side; the table goes to FILE",
+    )
+    parser.add_argument(
         "--readme",
         type=Path,
         default=REPO / "README.md",
@@ -539,6 +664,12 @@ def main(argv: list[str] | None = None) -> None:
         Scenario("1 image, 64 clients", 64, 1, args.requests),
         Scenario("64 images, 4 clients", 4, 64, args.batch_requests),
     ]
+    if args.protocols:
+        text = compare_protocols(args, scenarios)
+        print("\n" + text)
+        Path(args.protocols).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.protocols).write_text(text)
+        return None
     images = test_images(64)
     with tempfile.TemporaryDirectory() as folder:
         bodies = {}

@@ -2,7 +2,7 @@
 connections, printed as one JSON line of counts, seconds and latency percentiles. Its HTTP
 client (`encode_request`, `exchange`) also drives scripts/soak.py.
 
-    python scripts/load_generator.py URL BODY_FILE CONTENT_TYPE CONCURRENCY TOTAL
+    python scripts/load_generator.py URL BODY_FILE CONTENT_TYPE CONCURRENCY TOTAL [HEADER=VALUE]
 
 It speaks HTTP/1.1 over raw asyncio sockets and imports nothing heavy, so it starts in a fraction
 of a second and costs far less per request than the servers it measures (an httpx-based
@@ -51,10 +51,17 @@ async def exchange(
     return int(status_line.split(b" ", 2)[1]), await reader.readexactly(length)
 
 
-async def drive(url: str, body: bytes, content_type: str, concurrency: int, total: int) -> dict:
+async def drive(
+    url: str,
+    body: bytes,
+    content_type: str,
+    concurrency: int,
+    total: int,
+    headers: dict[str, str] | None = None,
+) -> dict:
     """`total` POSTs of `body` to `url` over `concurrency` keep-alive connections."""
     target = urlsplit(url)
-    request = encode_request("POST", url, body, {"Content-Type": content_type})
+    request = encode_request("POST", url, body, {"Content-Type": content_type, **(headers or {})})
     latencies: list[float] = []
     errors = 0
     remaining = total
@@ -85,9 +92,11 @@ async def drive(url: str, body: bytes, content_type: str, concurrency: int, tota
 
 
 def main(argv: list[str]) -> None:
-    url, body_file, content_type, concurrency, total = argv
+    url, body_file, content_type, concurrency, total, *extra = argv
     body = Path(body_file).read_bytes()
-    print(json.dumps(asyncio.run(drive(url, body, content_type, int(concurrency), int(total)))))
+    headers = dict(header.split("=", 1) for header in extra)
+    load = drive(url, body, content_type, int(concurrency), int(total), headers)
+    print(json.dumps(asyncio.run(load)))
 
 
 if __name__ == "__main__":
