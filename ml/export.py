@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
@@ -45,7 +46,12 @@ class ClassifierForward(nn.Module):
         activations = self.model.trunk(images)
         penultimate = self.model.penultimate(activations[-1])
         logits = self.model.head(penultimate)
-        return torch.softmax(logits, dim=1), logits, penultimate, layer_statistics(activations)
+        return (
+            torch.softmax(logits, dim=1),
+            logits,
+            penultimate,
+            layer_statistics(images, activations),
+        )
 
 
 def bce_per_image(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -114,20 +120,54 @@ def example_input(model: nn.Module, graph: str, batch: int) -> torch.Tensor:
 
 def to_onnx(module: nn.Module, example: torch.Tensor, graph: Graph, path: Path) -> bytes:
     """Write `module` to `path` as an ONNX graph with a free batch dimension; returns its bytes."""
-    torch.onnx.export(
+    program = torch.onnx.export(
         module,
         (example,),
-        path,
         input_names=[graph.input],
         output_names=list(graph.outputs),
         dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
         opset_version=OPSET,
         dynamo=True,
         optimize=True,
-        external_data=False,  # one self-contained file, hashed as a whole
         verbose=False,
     )
+    model = program.model_proto
+    global_average_pools(model)
+    onnx.save(model, path)  # one self-contained file, hashed as a whole
     return path.read_bytes()
+
+
+def global_average_pools(model: onnx.ModelProto) -> None:
+    """Replace, in place, each mean over the two spatial axes of an N x C x H x W tensor (what
+    `x.mean((2, 3))` exports as: a ReduceMean) by a GlobalAveragePool and a Flatten, the same
+    values. ONNX Runtime runs a CPU model's convolutions in a blocked channel layout (NCHWc),
+    which GlobalAveragePool reads as it is; a ReduceMean first needs its input copied back to
+    plain NCHW. Measured on MyNet's graph (batch 32, one thread): the layer statistics' six means
+    took 0.45 ms with their copies, 0.19 ms as pools."""
+    graph = model.graph
+    constants = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    constants |= {
+        n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t)
+        for n in graph.node
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"
+    }
+    nodes = []
+    for node in graph.node:
+        axes = constants.get(node.input[1]) if len(node.input) > 1 else None
+        if node.op_type != "ReduceMean" or axes is None or sorted(axes.tolist()) != [2, 3]:
+            nodes.append(node)
+            continue
+        keepdims = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+        pooled = node.output[0] if keepdims else f"{node.output[0]}_pooled"
+        nodes.append(onnx.helper.make_node("GlobalAveragePool", [node.input[0]], [pooled]))
+        if not keepdims:
+            nodes.append(onnx.helper.make_node("Flatten", [pooled], node.output, axis=1))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
+    unused = [i for i in graph.initializer if i.name not in used]  # the means' axes
+    for initializer in unused:
+        graph.initializer.remove(initializer)
 
 
 def check_against_torch(module: nn.Module, onnx_bytes: bytes, example: torch.Tensor) -> float:

@@ -28,7 +28,8 @@ GRAPHS: dict[Kind, dict[str, Graph]] = {
             "images",
             ("probabilities", "logits", "penultimate", "layer_statistics"),
             "class probabilities (softmax, uncalibrated), logits, the penultimate layer's "
-            "features, and each convolution's per-channel mean and root mean square",
+            "features, and the layer statistics: a 7 x 7 thumbnail of the image, then each "
+            "convolution's per-channel mean and root mean square",
         ),
     },
     "autoencoder": {

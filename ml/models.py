@@ -43,15 +43,22 @@ class Classifier(nn.Module):
         return self.head(self.features(x))
 
 
-def layer_statistics(activations: list[torch.Tensor]) -> torch.Tensor:
-    """Per image, each channel's mean and root mean square over the image, layer after layer
-    (after pooling: four times fewer values to reduce than before it): how the image looks to
-    every convolution, which the out-of-distribution score (`ml.ood`) compares with the
-    training images'. The root mean square carries what a standard deviation would, at one
-    pass over the activations instead of two. N x (2 x all channels)."""
-    return torch.cat(
-        [torch.cat([a.mean((2, 3)), a.square().mean((2, 3)).sqrt()], 1) for a in activations], 1
-    )
+THUMBNAIL_BLOCK = 4  # `layer_statistics` begins with the means of 4 x 4 blocks: 7 x 7 of them
+
+
+def layer_statistics(images: torch.Tensor, activations: list[torch.Tensor]) -> torch.Tensor:
+    """How an image looks to every layer, which the out-of-distribution score (`ml.ood`)
+    compares with the training images': the image itself as a 7 x 7 thumbnail (the means of its
+    4 x 4 blocks: where its light falls, which the channel statistics do not keep; on validation
+    it is what best tells digits and upside-down garments from garments), then each
+    convolution's per-channel mean and root mean square over the image, layer after layer
+    (after pooling: four times fewer values to reduce than before it). The root mean square
+    carries what a standard deviation would, at one pass over the activations instead of two;
+    `a * a` rather than `a.square()`, which exports as a Pow that ONNX Runtime computes at half
+    the speed of a Mul. N x (49 + 2 x all channels)."""
+    thumbnail = F.avg_pool2d(images, THUMBNAIL_BLOCK).flatten(1)
+    channels = [torch.cat([a.mean((2, 3)), (a * a).mean((2, 3)).sqrt()], 1) for a in activations]
+    return torch.cat([thumbnail, *channels], 1)
 
 
 class LeNet5(Classifier):

@@ -6,10 +6,11 @@ the ten class means, under one covariance shared by the classes (Lee et al., "A 
 Framework for Detecting Out-of-Distribution Samples and Adversarial Attacks", 2018), all fitted
 on the training split. The feature vector joins what the classifier's graph gives
 (`ml.graphs`): the square root of the penultimate layer (ReLU outputs, whose long right tail
-the root makes closer to Gaussian), the logits, and the square root of each convolution's
-per-channel mean and root mean square after pooling (`ml.models.layer_statistics`), which
-tell blank, noisy and photographic images from garments far better than the last layers
-alone. The choice was
+the root makes closer to Gaussian), the logits, and the square root of the layer statistics
+(`ml.models.layer_statistics`): a 7 x 7 thumbnail of the image, which tells digits and
+upside-down garments from garments, and each convolution's per-channel mean and root mean
+square after pooling, which tell blank, noisy and photographic images from garments far better
+than the last layers alone. The choice was
 made by measurement on the validation split against the sets of `ml.ood_sets`
 (`scripts/ood_methods.py`, `reports/ood_methods.md`). An image is flagged when its score is
 above a threshold: the quantile of the validation scores that flags a chosen share of
@@ -37,22 +38,27 @@ RIDGE = 1e-6
 
 
 def ood_features(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The vector the distance is measured on, from a batch of the graph's `INPUTS`."""
+    """The vector the distance is measured on, from a batch of the graph's `INPUTS` (float32,
+    as the graph gives them)."""
     return np.concatenate(
         [
-            np.sqrt(np.clip(outputs["penultimate"], 0.0, None)),
+            np.sqrt(np.maximum(outputs["penultimate"], 0.0)),
             outputs["logits"],
-            np.sqrt(np.clip(outputs["layer_statistics"], 0.0, None)),
+            np.sqrt(np.maximum(outputs["layer_statistics"], 0.0)),
         ],
         axis=1,
-        dtype=np.float64,
+        dtype=np.float32,
     )
 
 
 @dataclass(frozen=True)
 class MahalanobisScore:
     """Squared Mahalanobis distance to the nearest class mean, as whitened vectors: with
-    `precision = W W^T`, the distance is |f W - mu W|^2, one matrix product per batch."""
+    `precision = W W^T`, the distance is |f W - mu W|^2, one matrix product per batch.
+
+    Fitted and stored in float64; scored in float32, twice as fast (MyNet, 458 features, a
+    batch of 32 on one core: 0.22 ms instead of 0.40 ms) at a relative error near 1e-5, far
+    below the gaps between the thresholds and the scores they separate."""
 
     class_means: np.ndarray  # classes x D
     precision: np.ndarray  # D x D, the inverse of the shared covariance
@@ -60,9 +66,9 @@ class MahalanobisScore:
     def __post_init__(self) -> None:
         whitening = np.linalg.cholesky(self.precision)
         whitened_means = self.class_means @ whitening
-        object.__setattr__(self, "_whitening", whitening)
-        object.__setattr__(self, "_whitened_means", whitened_means)
-        object.__setattr__(self, "_mean_norms", (whitened_means**2).sum(axis=1))
+        object.__setattr__(self, "_whitening", whitening.astype(np.float32))
+        object.__setattr__(self, "_whitened_means", whitened_means.astype(np.float32))
+        object.__setattr__(self, "_mean_norms", (whitened_means**2).sum(axis=1).astype(np.float32))
 
     @property
     def dimension(self) -> int:
@@ -78,14 +84,16 @@ class MahalanobisScore:
             )
         z = features @ self._whitening
         distances = (
-            (z**2).sum(axis=1, keepdims=True) - 2 * z @ self._whitened_means.T + self._mean_norms
+            np.einsum("ij,ij->i", z, z)[:, None]
+            - 2 * (z @ self._whitened_means.T)
+            + self._mean_norms
         )
         return np.maximum(distances.min(axis=1), 0.0)
 
     @classmethod
     def fit(cls, outputs: Mapping[str, np.ndarray], labels: np.ndarray) -> MahalanobisScore:
         """Class means and shared covariance of training images' `INPUTS` and labels."""
-        features = ood_features(outputs)
+        features = ood_features(outputs).astype(np.float64)
         classes = int(labels.max()) + 1
         means = np.stack([features[labels == c].mean(axis=0) for c in range(classes)])
         centred = features - means[labels]

@@ -42,6 +42,8 @@ from ml.calibrate import CLASSIFIERS, graph_outputs, separation
 from ml.calibration import ECE_BINS, calibration_metrics, fit_temperature, softmax
 from ml.checkpoint import load_model
 from ml.data import FashionMNIST, load_fashion_mnist
+from ml.fashion_mnist import IMAGE_SIZE
+from ml.models import THUMBNAIL_BLOCK
 from ml.ood import FEATURES, RIDGE, MahalanobisScore
 from ml.ood_sets import ood_sets
 
@@ -52,6 +54,9 @@ KNN_K = 10
 KNN_BANK = 10_000
 SHIPPED = f"Mahalanobis, [{FEATURES}]"
 WITHOUT_LAYERS = "Mahalanobis, [sqrt(penultimate), logits]"  # the shipped one less the layers
+# The shipped one without the 7 x 7 thumbnail that begins the layer statistics.
+WITHOUT_THUMBNAIL = "Mahalanobis, [sqrt(penultimate), logits, sqrt(channel statistics)]"
+THUMBNAIL = (IMAGE_SIZE // THUMBNAIL_BLOCK) ** 2  # its columns in `layer_statistics`
 DEVICE = torch.device("cpu")
 
 # What a classifier's graph gives for a batch of images, by output name (`graph_outputs`).
@@ -130,6 +135,17 @@ def needs_no_fit(score: Score) -> FitScore:
     return lambda _train, _labels: score
 
 
+def channel_statistics(x: Outputs) -> np.ndarray:
+    """`layer_statistics` less the thumbnail it begins with."""
+    return x["layer_statistics"][:, THUMBNAIL:]
+
+
+def thumbnail(x: Outputs, block: int) -> np.ndarray:
+    """The means of the images' `block` x `block` squares."""
+    side = IMAGE_SIZE // block
+    return x["images"].reshape(-1, side, block, side, block).mean(axis=(2, 4)).reshape(-1, side**2)
+
+
 METHODS: dict[str, FitScore] = {
     "max softmax probability": needs_no_fit(lambda x: -softmax(x["logits"]).max(axis=1)),
     "max logit": needs_no_fit(lambda x: -x["logits"].max(axis=1)),
@@ -143,6 +159,22 @@ METHODS: dict[str, FitScore] = {
     WITHOUT_LAYERS: mahalanobis(lambda x: np.hstack([np.sqrt(x["penultimate"]), x["logits"]])),
     "Mahalanobis, [penultimate, logits, layer_statistics]": mahalanobis(
         lambda x: np.hstack([x["penultimate"], x["logits"], x["layer_statistics"]])
+    ),
+    WITHOUT_THUMBNAIL: mahalanobis(
+        lambda x: np.hstack(
+            [np.sqrt(x["penultimate"]), x["logits"], np.sqrt(channel_statistics(x))]
+        )
+    ),
+    "Mahalanobis, [sqrt(penultimate), logits, sqrt(14 x 14 thumbnail), sqrt(channel "
+    "statistics)]": mahalanobis(
+        lambda x: np.hstack(
+            [
+                np.sqrt(x["penultimate"]),
+                x["logits"],
+                np.sqrt(thumbnail(x, 2)),
+                np.sqrt(channel_statistics(x)),
+            ]
+        )
     ),
     SHIPPED: MahalanobisScore.fit,  # `ml.ood` itself: its fit gives the score of a batch
     "relative Mahalanobis, penultimate": relative_mahalanobis,
@@ -301,6 +333,10 @@ def ood_conclusion(
         rows[WITHOUT_LAYERS]["worst"][0],
         rows[WITHOUT_LAYERS]["worst"][1]["auroc"],
     )
+    no_thumbnail_set, no_thumbnail = (
+        rows[WITHOUT_THUMBNAIL]["worst"][0],
+        rows[WITHOUT_THUMBNAIL]["worst"][1]["auroc"],
+    )
     shipped_text = (
         "the shipped score is that method"
         if winner == SHIPPED
@@ -313,7 +349,8 @@ def ood_conclusion(
         f"{worst_set}; standard error {error:.4f}); {shipped_text}. Best "
         f"AUROC per set: {per_set}. The layer statistics take the worst-set AUROC of "
         f"{WITHOUT_LAYERS} from {without:.4f} (on {without_set}) to {shipped:.4f} (on "
-        f"{shipped_set}). The shipped score flags {rows[SHIPPED]['flagged']:.2%} of "
+        f"{shipped_set}), and of these the thumbnail alone from {no_thumbnail:.4f} (on "
+        f"{no_thumbnail_set}). The shipped score flags {rows[SHIPPED]['flagged']:.2%} of "
         "held-out validation images at the 95% quantile."
     )
 
@@ -338,20 +375,26 @@ def calibration_conclusion(model: str, folds: dict[str, list[dict[str, float]]])
     )
 
 
+def outputs_of(model: torch.nn.Module, images: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
+    """The graph's outputs for uint8 images, and the images themselves in [0, 1]."""
+    pixels = np.asarray(images, dtype=np.float32) / 255
+    return graph_outputs(model, images, DEVICE) | {"images": pixels}
+
+
 def study(name: str, checkpoints: Path, data: FashionMNIST) -> dict[str, Any]:
     """Both comparisons for one classifier."""
     model, _card = load_model(name, checkpoints, DEVICE)
     val_images = data.val.images.numpy()
     sets = ood_sets(val_images, SEED)
-    val = graph_outputs(model, val_images, DEVICE)
+    val = outputs_of(model, val_images)
     val_labels = data.val.labels.numpy()
     return {
         "calibration": compare_calibration(val["logits"], val_labels),
         "ood": compare_ood(
-            graph_outputs(model, data.train.images, DEVICE),
+            outputs_of(model, data.train.images),
             data.train.labels.numpy(),
             val,
-            {s: graph_outputs(model, images, DEVICE) for s, images in sets.items()},
+            {s: outputs_of(model, images) for s, images in sets.items()},
         ),
         "counts": {s: len(images) for s, images in sets.items()},
     }
@@ -374,9 +417,11 @@ def report(results: dict[str, dict[str, Any]], data: FashionMNIST) -> str:
         f"{SEED}); `upside_down` is the validation garments turned upside down",
         "- OOD features: outputs of the classifier's served graph "
         "(`ml.calibrate.graph_outputs`): `penultimate` (ReLU units), `logits` and "
-        "`layer_statistics`, each convolution's per-channel mean and root mean square over "
-        "the image (`ml.models.layer_statistics`); the shipped score is `ml.ood.MahalanobisScore` "
-        f"itself, on [{FEATURES}]",
+        "`layer_statistics` (`ml.models.layer_statistics`): the image as a 7 x 7 thumbnail "
+        "(means of 4 x 4 blocks), then each convolution's per-channel mean and root mean "
+        "square over the image, the *channel statistics*; a 14 x 14 thumbnail (means of 2 x 2 "
+        "blocks) is computed from the images. The shipped score is "
+        f"`ml.ood.MahalanobisScore` itself, on [{FEATURES}]",
         "- OOD cells: AUROC (validation against the set) / FPR95, the share of the set that "
         f"passes when 95% of validation does; **bold**: best per column. Validation flagged: "
         f"the share of one half of validation above the other half's {FLAG_QUANTILE:.0%} "

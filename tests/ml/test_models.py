@@ -101,3 +101,15 @@ def test_optimise_for_inference_keeps_the_function(build) -> None:
     assert fast is model and not fast.training
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     assert torch.allclose(before, after, atol=1e-5)
+
+
+def test_layer_statistics_begin_with_the_thumbnail_then_each_layers_channels() -> None:
+    images = torch.rand(3, 1, 28, 28)
+    activations = [torch.rand(3, 6, 14, 14), torch.rand(3, 16, 5, 5)]
+    statistics = ml.models.layer_statistics(images, activations)
+    assert statistics.shape == (3, 49 + 2 * (6 + 16))
+    assert torch.allclose(statistics[:, 0], images[:, 0, :4, :4].mean((1, 2)))
+    assert torch.allclose(statistics[:, 48], images[:, 0, 24:, 24:].mean((1, 2)))
+    first = activations[0]
+    assert torch.allclose(statistics[:, 49:55], first.mean((2, 3)))
+    assert torch.allclose(statistics[:, 55:61], first.pow(2).mean((2, 3)).sqrt())

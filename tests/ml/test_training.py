@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 import torch
@@ -22,8 +23,9 @@ from ml.checkpoint import load_model
 from ml.data import load_fashion_mnist, to_float
 from ml.embedding import embed
 from ml.export import main as export_main
+from ml.export import to_onnx
 from ml.figures import FIGURES
-from ml.graphs import GRAPHS, graph_file
+from ml.graphs import GRAPHS, Graph, graph_file
 from ml.pca_map import project
 from ml.train import WeightAverage, main
 
@@ -200,3 +202,22 @@ def test_weight_average_follows_the_weights_with_a_ramped_decay() -> None:
         average.update(model)
     assert torch.allclose(average.model[0].weight, torch.ones(2, 2))
     assert average.model is not model and torch.equal(model[0].weight, torch.ones(2, 2))
+
+
+def test_spatial_means_are_exported_as_global_average_pools(tmp_path: Path) -> None:
+    """What ONNX Runtime runs in its blocked layout without copies; the values stay the same."""
+
+    class Means(torch.nn.Module):
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            features = torch.relu(images - 0.5)
+            return torch.cat([features.mean((2, 3)), (features * features).mean((2, 3))], 1)
+
+    graph = Graph("images", ("means",), "spatial means")
+    data = to_onnx(Means(), torch.rand(2, 1, 28, 28), graph, tmp_path / "means.onnx")
+    operators = {node.op_type for node in onnx.load_from_string(data).graph.node}
+    assert "GlobalAveragePool" in operators
+    assert "ReduceMean" not in operators
+    x = torch.rand(5, 1, 28, 28)
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    (means,) = session.run(None, {"images": x.numpy()})
+    assert np.allclose(means, Means()(x).numpy(), atol=1e-6)
