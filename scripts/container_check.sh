@@ -74,14 +74,18 @@ if podman run --rm --health-interval disable --entrypoint python "$IMAGE" -c 'im
     fail "the CPU image contains PyTorch"
 fi
 
-PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() {
+    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+PORT=$(free_port)
+GRPC_PORT=$(free_port)
 started_ms=$(($(date +%s%N) / 1000000))
 # The HEALTHCHECK is run by hand below: podman's timers for it need systemd, and without it
 # podman logs an error per timer (kept out of the output unless the run fails).
 podman run -d --name "$NAME" --health-interval disable \
     --read-only --read-only-tmpfs=false --tmpfs /tmp:rw,size=64m,mode=1777 \
     --cap-drop ALL --security-opt no-new-privileges \
-    -p "127.0.0.1:$PORT:8000" "$IMAGE" >/dev/null 2>"$LOGS/run.log" \
+    -p "127.0.0.1:$PORT:8000" -p "127.0.0.1:$GRPC_PORT:8001" "$IMAGE" >/dev/null 2>"$LOGS/run.log" \
     || { cat "$LOGS/run.log" >&2; fail "podman run"; }
 until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do
     elapsed_ms=$(($(date +%s%N) / 1000000 - started_ms))
@@ -92,7 +96,7 @@ done
 elapsed_ms=$(($(date +%s%N) / 1000000 - started_ms))
 echo "container-check: /readyz answered 200 $((elapsed_ms / 1000)).$((elapsed_ms % 1000 / 100)) s after podman run" \
     "(limit ${READY_TIMEOUT_S} s)"
-"$PYTHON" scripts/container_probe.py "http://127.0.0.1:$PORT" || fail "probe"
+"$PYTHON" scripts/container_probe.py "http://127.0.0.1:$PORT" --grpc "127.0.0.1:$GRPC_PORT" || fail "probe"
 
 podman healthcheck run "$NAME" >/dev/null || fail "HEALTHCHECK did not pass"
 health=$(podman inspect --format '{{.State.Health.Status}}' "$NAME")

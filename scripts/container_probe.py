@@ -7,7 +7,9 @@ against the container it started, once /readyz answers.
    upload, and requires MyNet's accuracy on them to be within three standard errors of the
    test accuracy its card records;
 2. calls every operation the service's OpenAPI document lists once, and fails when one is not
-   covered here, so a new endpoint cannot go unchecked.
+   covered here, so a new endpoint cannot go unchecked;
+3. with --grpc HOST:PORT, classifies the first 16 of those images over the v2 protocol's gRPC
+   service (tritonclient.grpc) and requires the labels /classify gave them.
 
 Exit status 0 when all hold; the figures go to stdout.
 """
@@ -63,7 +65,9 @@ def expect(response: httpx.Response, content_type: str = "application/json") -> 
     return response
 
 
-def check_accuracy(client: httpx.Client, images: np.ndarray, labels: np.ndarray) -> None:
+def check_accuracy(client: httpx.Client, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """MyNet's accuracy on `images` over /classify, one upload each; the predicted classes."""
+
     def classify(pixels: np.ndarray) -> int:
         response = client.post(
             "/classify",
@@ -85,6 +89,27 @@ def check_accuracy(client: httpx.Client, images: np.ndarray, labels: np.ndarray)
     )
     if accuracy < floor:
         raise ProbeError(f"accuracy {accuracy:.2%} is below {floor:.2%}")
+    return predicted
+
+
+def check_grpc(target: str, images: np.ndarray, expected: np.ndarray) -> None:
+    """The same images over gRPC: ready, and the same classes as /classify."""
+    import tritonclient.grpc as triton  # only when asked: a test dependency
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        client = triton.InferenceServerClient(target)
+        if not client.is_server_ready(client_timeout=10):
+            raise ProbeError(f"gRPC {target}: ServerReady is false")
+        files = triton.InferInput("image_files", [len(images)], "BYTES")
+        files.set_data_from_numpy(np.array([png(pixels) for pixels in images], dtype=object))
+        wanted = [triton.InferRequestedOutput("class_id")]
+        result = client.infer(MODEL, [files], outputs=wanted, client_timeout=30)
+    except InferenceServerException as error:
+        raise ProbeError(f"gRPC {target}: {error}") from None
+    class_ids = result.as_numpy("class_id")
+    require(np.array_equal(class_ids, expected), f"gRPC classes {class_ids} != {expected}")
+    print(f"gRPC: {len(images)} images over ModelInfer at {target}, the classes of /classify")
 
 
 def every_endpoint(sample: bytes, other: bytes) -> dict[tuple[str, str], Callable]:
@@ -229,13 +254,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="the service's base URL")
     parser.add_argument("--images", type=int, default=200, help="test images to classify")
+    parser.add_argument("--grpc", metavar="HOST:PORT", help="the service's gRPC address")
     args = parser.parse_args(argv)
     test = load_split(locate(), "test")
     images, labels = np.asarray(test.images[: args.images]), np.asarray(test.labels[: args.images])
     with httpx.Client(base_url=args.url, timeout=30) as client:
         try:
-            check_accuracy(client, images, labels)
+            predicted = check_accuracy(client, images, labels)
             check_every_endpoint(client, png(images[0]), png(images[1]))
+            if args.grpc:
+                check_grpc(args.grpc, images[:16], predicted[:16])
         except ProbeError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1

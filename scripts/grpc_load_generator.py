@@ -29,7 +29,10 @@ async def drive(target: str, request: bytes, concurrency: int, total: int) -> di
 
     async def client() -> None:
         nonlocal errors, remaining
-        async with grpc.aio.insecure_channel(target) as channel:
+        # A pool of its own per channel: by default channels to one target share a
+        # connection, which would put every call on one worker.
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        async with grpc.aio.insecure_channel(target, options=options) as channel:
             infer = channel.unary_unary(METHOD)  # bytes in, bytes out
             while remaining > 0:
                 remaining -= 1
