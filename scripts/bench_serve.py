@@ -1,17 +1,23 @@
-"""Throughput, latency and CPU use of the service against two peers, side by side in one run.
+"""Throughput, latency and CPU use of the service against its peers, side by side in one run.
 
-Runs three servers on the same cores, serving the same checkpoint:
-  naive     a minimal FastAPI endpoint that runs one PyTorch forward pass per request (torch's
-            default threads), the reference every ratio is taken against;
-  litserve  LitServe with its dynamic batching (batches of up to 64, one torch thread), the
-            standard small serving framework;
-  service   this service as its default start command runs it (`fmnist-serve`: one worker
-            process per core, ONNX Runtime on CPU, dynamic batching);
-and drives each with a fixed number of JSON /classify requests, `{"images": [base64 PNG, ...]}`
-(the one body all three accept: LitServe cannot pass a multipart upload to its inference
-process): single images at concurrency 1, 16 and 64, then 64-image requests at concurrency 4.
+Runs these servers on the same cores, serving the same checkpoint:
+  trivial     a FastAPI endpoint that reads the upload and answers a constant, under uvicorn
+              with one worker per core: the ceiling of the HTTP stack (scripts/bench_peers.py);
+  naive-onnx  the obvious fast server, run the same way: FastAPI with the shipped ONNX graph
+              run inline in the handler, a PIL decode, no batching (scripts/bench_peers.py);
+              the peer the headline compares with;
+  naive       a minimal FastAPI endpoint that runs one PyTorch forward pass per request (torch's
+              default threads, FastAPI's thread pool);
+  litserve    LitServe with its dynamic batching (batches of up to 64, one torch thread), the
+              standard small serving framework;
+  service     this service as its default start command runs it (`fmnist-serve`: one worker
+              process per core, ONNX Runtime on CPU, dynamic batching);
+and drives each with a fixed number of /classify requests carrying PNGs as multipart `file`
+fields (`--body json`: `{"images": [base64 PNG, ...]}`; LitServe, which cannot pass a multipart
+upload to its inference process, always gets the JSON body): single images at concurrency 1, 16
+and 64, then 64-image requests at concurrency 4.
 
-With `--baseline REV` a fourth server, `baseline`, is the service as of git revision REV (its
+With `--baseline REV` one more server, `baseline`, is the service as of git revision REV (its
 code and its checkpoints, from a temporary worktree), run like `service`: what a change costs or
 gains, side by side. `--servers` runs a subset, e.g. `--servers service,baseline`.
 
@@ -58,10 +64,11 @@ import numpy as np
 import onnxruntime
 import torch
 import uvicorn
-from fastapi import FastAPI
+from bench_peers import uploaded_files  # beside this file
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 from processes import cpu_seconds, process_tree, rss_mb  # beside this file
-from pydantic import BaseModel
 
 import ml
 from ml.checkpoint import load_model
@@ -72,8 +79,17 @@ from service.imaging import decode
 REPO = Path(__file__).resolve().parents[1]
 LOAD_GENERATOR = Path(__file__).with_name("load_generator.py")
 GRPC_LOAD_GENERATOR = Path(__file__).with_name("grpc_load_generator.py")
-SERVERS = ("naive", "litserve", "service", "baseline")
-PEERS = ("naive", "litserve", "baseline")  # the servers each result is compared with
+SERVERS = ("trivial", "naive-onnx", "naive", "litserve", "service", "baseline")
+# The servers each result is compared with.
+PEERS = ("trivial", "naive-onnx", "naive", "litserve", "baseline")
+NAMES = {
+    "trivial": "trivial",
+    "naive-onnx": "naive ONNX Runtime",
+    "naive": "naive PyTorch",
+    "litserve": "LitServe",
+    "baseline": "baseline",
+}
+UVICORN_PEERS = ("naive-onnx", "trivial")  # scripts/bench_peers.py, under uvicorn's command
 LITSERVE_BATCH_TIMEOUT_S = 0.005
 
 
@@ -161,10 +177,6 @@ def predictions(probabilities: torch.Tensor) -> list[dict]:
     ]
 
 
-class ImagesBody(BaseModel):
-    images: list[str]  # base64 image files
-
-
 def decode_all(encoded: list[str]) -> np.ndarray:
     return np.stack([decode(base64.b64decode(b), "auto", 4096 * 4096) for b in encoded])
 
@@ -173,14 +185,18 @@ def serve_naive(model_name: str, checkpoint_dir: str, port: int) -> None:
     model, _ = load_model(model_name, checkpoint_dir)
     app = FastAPI()
 
-    @app.post("/classify")
-    def classify(body: ImagesBody) -> dict:
-        """Decode, one forward pass for this request's images, answer. (A sync endpoint:
-        FastAPI runs it in its thread pool, as a straightforward implementation would.)"""
-        images = decode_all(body.images)
+    def run(files: list[bytes]) -> dict:
+        images = np.stack([decode(f, "auto", 4096 * 4096) for f in files])
         with torch.inference_mode():
             probabilities = torch.softmax(model(torch.from_numpy(images).unsqueeze(1)), dim=1)
         return {"predictions": predictions(probabilities)}
+
+    @app.post("/classify")
+    async def classify(request: Request) -> dict:
+        """Read the upload, then decode and one forward pass for this request's images in
+        FastAPI's thread pool, as it runs a sync endpoint: what a straightforward
+        implementation does."""
+        return await run_in_threadpool(run, await uploaded_files(request))
 
     uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
 
@@ -237,6 +253,8 @@ def free_port() -> int:
 
 
 READY_PATHS = {
+    "trivial": "/openapi.json",
+    "naive-onnx": "/openapi.json",
     "naive": "/openapi.json",
     "litserve": "/health",
     "service": "/readyz",
@@ -255,10 +273,17 @@ def start_server(
         command += ["--grpc-port", str(grpc_port)] if grpc_port is not None else []
         if kind == "baseline":  # `python -m` runs the worktree's code: its folder comes first
             tree, checkpoint_dir = args.baseline_tree, str(args.baseline_tree / "checkpoints")
+    elif kind in UVICORN_PEERS:
+        factory = kind.replace("-", "_")
+        command = [sys.executable, "-m", "uvicorn", f"bench_peers:{factory}", "--factory"]
+        command += ["--app-dir", str(Path(__file__).parent), "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--workers", str(len(args.server_cpus))]
+        command += ["--no-access-log", "--log-level", "warning"]
     else:
         command = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
         command += ["--model", args.model, "--checkpoint-dir", args.checkpoint_dir]
-    env = {**os.environ, "FMNIST_CHECKPOINT_DIR": checkpoint_dir}
+    graph = str(Path(checkpoint_dir, f"{args.model}.onnx").resolve())
+    env = {**os.environ, "FMNIST_CHECKPOINT_DIR": checkpoint_dir, "BENCH_GRAPH": graph}
     env.pop("FMNIST_API_KEY", None)
     started = time.monotonic()
     process = subprocess.Popen(  # noqa: S603  this interpreter running this repository's code
@@ -281,6 +306,21 @@ def start_server(
 def json_body(images: list[bytes]) -> tuple[bytes, str]:
     encoded = [base64.b64encode(image).decode() for image in images]
     return json.dumps({"images": encoded}).encode(), "application/json"
+
+
+def multipart_body(images: list[bytes]) -> tuple[bytes, str]:
+    """The images as the multipart `file` fields a browser or `curl -F` would send."""
+    boundary = "benchboundary7MA4YWxkTrZu0gW"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{i}.png"\r\n'
+        "Content-Type: image/png\r\n\r\n".encode()
+        + image
+        + b"\r\n"
+        for i, image in enumerate(images)
+    ]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), (
+        f"multipart/form-data; boundary={boundary}"
+    )
 
 
 def run_load(
@@ -320,6 +360,7 @@ def measure(kind: str, args: argparse.Namespace, scenarios: list[Scenario], bodi
     port = free_port()
     process, ready_s = start_server(kind, args, port)
     url = f"http://127.0.0.1:{port}/classify"
+    bodies = bodies["json" if kind == "litserve" else args.body]
     runs = []
     try:
         warm_up = Scenario("warm-up", 16, 1, 300)
@@ -363,10 +404,9 @@ def stop(process: subprocess.Popen) -> None:
 def table(results: list[Result]) -> str:
     by_key = {(r.server, r.scenario): r for r in results}
     peers = [peer for peer in PEERS if any(r.server == peer for r in results)]
-    names = {"naive": "naive", "litserve": "LitServe", "baseline": "baseline"}
     lines = [
         "| server | requests | concurrency | req/s (range) | images/s | p50 ms | p90 ms | p99 ms "
-        "| errors | CPU cores used | " + " | ".join(f"vs {names[p]}" for p in peers) + " |",
+        "| errors | CPU cores used | " + " | ".join(f"vs {NAMES[p]}" for p in peers) + " |",
         "|---|---|---|--:|--:|--:|--:|--:|--:|--:|" + "--:|" * len(peers),
     ]
     order = {server: i for i, server in enumerate(SERVERS[::-1])}
@@ -399,8 +439,11 @@ def summary(results: list[Result]) -> str:
     top = max(r.scenario.concurrency for r in single)
     at_top = {r.server: r for r in single if r.scenario.concurrency == top}
     bulk = {r.server: r for r in results if r.scenario.images_per_request > 1}
+    single_client = {r.server: r for r in single if r.scenario.concurrency == 1}
     service = at_top["service"]
     lines = []
+    if "naive-onnx" in at_top:
+        lines.append(onnx_peer_summary(top, at_top, single_client, bulk))
     if "naive" in at_top and "litserve" in at_top:
         lines.append(peers_summary(top, service, at_top["naive"], at_top["litserve"], bulk))
     if "baseline" in at_top:
@@ -423,6 +466,32 @@ def _rate(r: Result) -> str:
         f"{r.requests_per_s:.0f} req/s "
         f"(range {min(r.each_requests_per_s):.0f}-{max(r.each_requests_per_s):.0f})"
     )
+
+
+def onnx_peer_summary(
+    top: int, at_top: dict[str, Result], single_client: dict[str, Result], bulk: dict[str, Result]
+) -> str:
+    """The service against the naive ONNX Runtime server (same graph, same engine), and the
+    share of the trivial endpoint's rate it reaches."""
+    service, peer = at_top["service"], at_top["naive-onnx"]
+    text = (
+        f"At concurrency {top} the service answered {_rate(service)}, "
+        f"**{service.requests_per_s / peer.requests_per_s:.2f}x** the naive ONNX Runtime "
+        f"server's {_rate(peer)}, p99 {service.median('p99_ms'):.0f} against "
+        f"{peer.median('p99_ms'):.0f} ms. One client at a time: p50 "
+        f"{single_client['service'].median('p50_ms'):.2f} against "
+        f"{single_client['naive-onnx'].median('p50_ms'):.2f} ms. 64-image requests: "
+        f"{bulk['service'].images_per_s:.0f} against {bulk['naive-onnx'].images_per_s:.0f} "
+        f"images/s, **{bulk['service'].images_per_s / bulk['naive-onnx'].images_per_s:.2f}x**."
+    )
+    if "trivial" in at_top:
+        trivial = at_top["trivial"]
+        text += (
+            f" A FastAPI endpoint that reads the same upload and answers a constant reaches "
+            f"{_rate(trivial)}: the service runs at "
+            f"**{service.requests_per_s / trivial.requests_per_s:.0%}** of it."
+        )
+    return text
 
 
 def peers_summary(
@@ -630,6 +699,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=lambda s: s.split(","),
         help=f"comma-separated subset of {', '.join(SERVERS)} (default: all it has)",
     )
+    parser.add_argument(
+        "--body",
+        choices=["multipart", "json"],
+        default="multipart",
+        help="how requests carry their PNGs: multipart `file` fields or JSON base64 (LitServe "
+        "always gets JSON: it cannot take a multipart upload)",
+    )
     parser.add_argument("--output", default="reports/bench_serve.md")
     parser.add_argument(
         "--protocols",
@@ -672,12 +748,13 @@ def main(argv: list[str] | None = None) -> None:
         return None
     images = test_images(64)
     with tempfile.TemporaryDirectory() as folder:
-        bodies = {}
-        for count in (1, 64):
-            body, content_type = json_body(images[:count])
-            path = Path(folder, f"body{count}")
-            path.write_bytes(body)
-            bodies[count] = (path, content_type)
+        bodies: dict[str, dict[int, tuple[Path, str]]] = {"json": {}, "multipart": {}}
+        for body_format, encode in (("json", json_body), ("multipart", multipart_body)):
+            for count in (1, 64):
+                body, content_type = encode(images[:count])
+                path = Path(folder, f"body{count}.{body_format}")
+                path.write_bytes(body)
+                bodies[body_format][count] = (path, content_type)
         kinds = [k for k in SERVERS if k != "baseline" or args.baseline]
         kinds = [k for k in kinds if k in (args.servers or kinds)]
         if args.baseline:
