@@ -543,14 +543,22 @@ def report(args: argparse.Namespace, servers: list[Server], command: str) -> str
             f"- model: {args.model}; servers on CPU(s) {args.server_cpus}, the load process on "
             f"CPU(s) {args.load_cpus}",
             "- service: `fmnist-serve` with its defaults (a worker process per core, ONNX "
-            "Runtime, dynamic batching up to 64 images); naive: FastAPI, a PyTorch forward pass "
+            "Runtime, dynamic batching up to 64 images); trivial and naive-onnx: "
+            "scripts/bench_peers.py under `uvicorn --workers "
+            f"{len(args.server_cpus)}` (a constant answer; the shipped graph inline, one "
+            "ONNX Runtime thread per worker); naive: FastAPI, a PyTorch forward pass "
             "per request in FastAPI's thread pool; LitServe: batches of up to 64 with a "
             f"{LITSERVE_BATCH_TIMEOUT_S * 1000:g} ms batch timeout, one torch thread",
             f"- {args.repeats} rounds; in each, every server in turn (the order rotating) is "
             "started afresh and runs each scenario once: median req/s over the rounds (range), "
             "median latency percentiles, median CPU cores the server's processes used",
-            "- requests: JSON /classify with real 28x28 PNG test images in base64; latency in "
-            "ms as seen by the load process",
+            "- requests: /classify with real 28x28 PNG test images, "
+            + (
+                "as multipart `file` fields (LitServe: JSON base64)"
+                if args.body == "multipart"
+                else "as JSON base64"
+            )
+            + "; latency in ms as seen by the load process",
             "",
             results_block(servers),
             "",

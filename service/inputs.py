@@ -2,7 +2,14 @@
 
 Accepted: `multipart/form-data` file fields; a raw body with an `image/*` (or octet-stream)
 content type; `application/json` with base64 image files or pixel arrays. Parsing JSON and
-decoding images run in the decoder's threads (`service.decoding`), never on the event loop.
+decoding images run in the decoder's threads (`service.decoding`), except where the work is
+small and bounded: a JSON body of at most `INLINE_BYTES` is parsed, and PNG files of at most
+`INLINE_BYTES` in all, declaring at most `INLINE_PIXELS` in their headers (read before any pixel
+is decoded) and holding no compressed ancillary chunk, are decoded on the event loop, where a
+hand-off to a thread would cost more than the work: a 28 x 28 PNG decodes in about 50 us. What
+else a PNG could inflate is bounded by its declared pixels; a 1 KB PNG with a compressed text
+chunk took 3 ms to open, so such files, every other format and every larger image still go to
+the threads.
 
 Limits, each refused with 413 before the work it would cost: the body size (enforced while it
 streams in, by `service.middleware.BodyLimits`); images per request; pixels per image and per
@@ -38,6 +45,10 @@ from service.settings import Settings
 # A JSON body's separators per image it may carry: a 28x28 pixel array has 28 * 27 + 27 commas,
 # and a few more separate the keys. Counting them is cheap; parsing 10 MiB of numbers is not.
 JSON_COMMAS_PER_IMAGE = 28 * 28 + 16
+INLINE_BYTES = 16 * 1024
+INLINE_PIXELS = 4 * 64 * 64
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+COMPRESSED_PNG_CHUNKS = (b"zTXt", b"iTXt", b"iCCP")  # what PNG inflates besides the pixels
 
 HOW_TO_SEND = (
     "send multipart `file` fields, a raw image body with an image/* content type, "
@@ -66,8 +77,7 @@ async def read_images(
     if media == "multipart/form-data":
         items = await _multipart_items(request, settings, names=None)
     elif media == "application/json":
-        body = await request.body()
-        return await decoder.run(_decode_json, body, invert, settings, None)
+        return await _decode_json(await request.body(), invert, settings, decoder, None)
     elif media.startswith("image/") or media == "application/octet-stream":
         body = await request.body()
         if not body:
@@ -75,7 +85,7 @@ async def read_images(
         items = [_Item("image", "file", body)]
     else:
         await _reject_media_type(request, media, HOW_TO_SEND)
-    return await decoder.run(_decode_items, items, invert, settings)
+    return await _decode(items, invert, settings, decoder)
 
 
 async def read_pair(
@@ -83,12 +93,12 @@ async def read_pair(
 ) -> np.ndarray:
     """The `start` and `end` images of the request, as 2 x 28 x 28."""
     media = _media_type(request)
+    names = ("start", "end")
     if media == "multipart/form-data":
-        items = await _multipart_items(request, settings, names=("start", "end"))
-        return await decoder.run(_decode_items, items, invert, settings)
+        items = await _multipart_items(request, settings, names)
+        return await _decode(items, invert, settings, decoder)
     if media == "application/json":
-        body = await request.body()
-        return await decoder.run(_decode_json, body, invert, settings, ("start", "end"))
+        return await _decode_json(await request.body(), invert, settings, decoder, names)
     await _reject_media_type(request, media, HOW_TO_SEND_PAIR)
 
 
@@ -111,7 +121,7 @@ async def decode_image_files(
         raise NoImages(f"no images; {HOW_TO_SEND}")
     _check_count(len(files), settings)
     items = [_Item(f"image {i + 1}", "file", data) for i, data in enumerate(files)]
-    return await decoder.run(_decode_items, items, invert, settings)
+    return await _decode(items, invert, settings, decoder)
 
 
 async def _multipart_items(
@@ -138,9 +148,42 @@ async def _multipart_items(
     return [_Item(what, "file", bytes(part.data)) for what, part in labelled]
 
 
+async def _decode(
+    items: list[_Item], invert: InvertMode, settings: Settings, decoder: Decoder
+) -> np.ndarray:
+    """The items' images as N x 28 x 28: on the event loop when they are small plain PNGs or
+    pixel arrays, else in a decoder thread."""
+    sizes = (len(item.value) for item in items if isinstance(item.value, str | bytes))
+    if sum(sizes) > INLINE_BYTES:
+        return await decoder.run(_decode_items, items, invert, settings)
+    items = [_Item(i.what, "file", _base64(i)) if i.kind == "base64" else i for i in items]
+    if not all(_plain_png(item.value) for item in items if item.kind == "file"):
+        return await decoder.run(_decode_items, items, invert, settings)
+    opened = _open_all(items, invert, settings)
+    declared = sum(value.width * value.height for value in opened if isinstance(value, Image.Image))
+    if declared > INLINE_PIXELS:
+        return await decoder.run(_to_model_input, opened, items, invert)
+    return _to_model_input(opened, items, invert)
+
+
+def _plain_png(data: object) -> bool:
+    """A PNG file that holds no compressed ancillary chunk."""
+    return (
+        isinstance(data, bytes)
+        and data.startswith(PNG_SIGNATURE)
+        and not any(kind in data for kind in COMPRESSED_PNG_CHUNKS)
+    )
+
+
 def _decode_items(items: list[_Item], invert: InvertMode, settings: Settings) -> np.ndarray:
-    """In a decoder thread: every image's header first, so that the request's pixel budget is
-    checked before any pixel is decoded; then the pixels."""
+    return _to_model_input(_open_all(items, invert, settings), items, invert)
+
+
+def _open_all(
+    items: list[_Item], invert: InvertMode, settings: Settings
+) -> list[Image.Image | np.ndarray]:
+    """Every image's header (pixel arrays are taken whole), so that the request's pixel budget
+    is checked before any pixel is decoded."""
     opened: list[Image.Image | np.ndarray] = []
     pixels = 0
     for item in items:
@@ -157,6 +200,13 @@ def _decode_items(items: list[_Item], invert: InvertMode, settings: Settings) ->
                 "pixels in all; send fewer or smaller images per request"
             )
         opened.append(image)
+    return opened
+
+
+def _to_model_input(
+    opened: list[Image.Image | np.ndarray], items: list[_Item], invert: InvertMode
+) -> np.ndarray:
+    """The pixels of images whose headers `_open_all` read."""
     return np.stack(
         [
             value if isinstance(value, np.ndarray) else imaging.to_model_input(value, invert, what)
@@ -165,9 +215,26 @@ def _decode_items(items: list[_Item], invert: InvertMode, settings: Settings) ->
     )
 
 
-def _decode_json(
+async def _decode_json(
+    body: bytes,
+    invert: InvertMode,
+    settings: Settings,
+    decoder: Decoder,
+    names: tuple[str, ...] | None,
+) -> np.ndarray:
+    """A JSON body's images: parsed on the event loop when the body is small."""
+    if len(body) > INLINE_BYTES:
+        return await decoder.run(_parse_and_decode_json, body, invert, settings, names)
+    return await _decode(_json_items(body, settings, names), invert, settings, decoder)
+
+
+def _parse_and_decode_json(
     body: bytes, invert: InvertMode, settings: Settings, names: tuple[str, ...] | None
 ) -> np.ndarray:
+    return _decode_items(_json_items(body, settings, names), invert, settings)
+
+
+def _json_items(body: bytes, settings: Settings, names: tuple[str, ...] | None) -> list[_Item]:
     if not body:
         raise NoImages(f"empty body; {HOW_TO_SEND}")
     most = settings.max_images_per_request * JSON_COMMAS_PER_IMAGE
@@ -177,8 +244,7 @@ def _decode_json(
             "pixel arrays, the most a request may carry; send fewer images per request"
         )
     document = json_object(body, "body")
-    items = _named_json_items(document, names) if names else _listed_json_items(document, settings)
-    return _decode_items(items, invert, settings)
+    return _named_json_items(document, names) if names else _listed_json_items(document, settings)
 
 
 def _listed_json_items(document: dict, settings: Settings) -> list[_Item]:
