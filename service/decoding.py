@@ -1,5 +1,7 @@
-"""Where request bodies are parsed and images decoded: in a few threads, never on the event
-loop, so a costly upload cannot stall the other requests (or the health probes).
+"""Where request bodies are parsed and images decoded: in a few threads, not on the event loop,
+so a costly upload cannot stall the other requests (or the health probes). (`service.inputs`
+decodes small plain PNGs on the loop while the decoder is `idle`: there the work is bounded and
+smaller than a hand-off.)
 
 The calls made during one turn of the event loop go to the threads in one hand-off. Under load
 many requests' bodies complete in the same turn, and a hand-off to a thread costs about as much
@@ -25,6 +27,12 @@ class Decoder:
     def __init__(self, threads: int) -> None:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="decode")
         self._pending: list[_Call] = []
+        self._handed_off = 0  # hand-offs whose calls have not all been settled
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting for or running in the threads."""
+        return not (self._pending or self._handed_off)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in a decoding thread; its exception, if any, is raised here."""
@@ -40,15 +48,26 @@ class Decoder:
 
     def _hand_off(self, loop: asyncio.AbstractEventLoop) -> None:
         calls, self._pending = self._pending, []
+        self._handed_off += 1
         try:
-            self._executor.submit(_run_all, loop, calls)
+            self._executor.submit(_run_all, loop, calls, self._done)
         except RuntimeError:  # closed: the server is stopping
+            self._handed_off -= 1
             _settle(
                 [(future, None, NotReady("the server is shutting down")) for *_, future in calls]
             )
 
+    def _done(self, outcomes: list[tuple[asyncio.Future[Any], Any, Exception | None]]) -> None:
+        """On the loop: one hand-off's outcomes."""
+        self._handed_off -= 1
+        _settle(outcomes)
 
-def _run_all(loop: asyncio.AbstractEventLoop, calls: list[_Call]) -> None:
+
+def _run_all(
+    loop: asyncio.AbstractEventLoop,
+    calls: list[_Call],
+    settle: Callable[[list[tuple[asyncio.Future[Any], Any, Exception | None]]], None],
+) -> None:
     """In a decoding thread: every call of one hand-off, then one wake-up of the loop."""
     outcomes = []
     for fn, args, future in calls:
@@ -59,7 +78,7 @@ def _run_all(loop: asyncio.AbstractEventLoop, calls: list[_Call]) -> None:
         except Exception as exc:  # handed to the caller, who maps it to a response
             outcomes.append((future, None, exc))
     if not loop.is_closed():  # else the server has stopped and nobody waits for these
-        loop.call_soon_threadsafe(_settle, outcomes)
+        loop.call_soon_threadsafe(settle, outcomes)
 
 
 def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, Exception | None]]) -> None:
